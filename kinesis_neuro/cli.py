@@ -1,0 +1,118 @@
+"""``kinesis-neuro`` command line: thin subcommands over the library."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from kinesis_neuro import __version__
+from kinesis_neuro.errors import KinesisNeuroError
+
+
+def _datasets(args) -> None:
+    from kinesis_neuro import datasets
+
+    kw = {"data_dir": args.data_dir}
+    if args.action == "list":
+        for name, ds in datasets.registry().items():
+            print(f"{name:<16} {len(ds.files)} files  {ds.card['licence']:<11} {ds.card['title']}")
+    elif args.action == "info":
+        print(datasets.info(args.name))
+    elif args.action == "fetch":
+        for name, path in datasets.fetch_all(args.name, progress=True, **kw).items():
+            print(f"{name}: {path} (sha256 verified)")
+    elif args.action == "path":
+        print(datasets.dataset_path(args.name, **kw))
+
+
+def _parse_split(text: str | None):
+    if not text:
+        return None
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise KinesisNeuroError(f"--split must look like 100,100 (stance points,swing points), got {text!r}") from None
+
+
+def _emg_events(args) -> None:
+    from kinesis_neuro import emg
+
+    table = emg.read_events(args.source, data_dir=args.data_dir, **({"threshold": args.threshold}
+                                                                    if args.threshold is not None else {}))
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+
+
+def _emg_process(args) -> None:
+    from kinesis_neuro import emg, gait, plots, storage
+
+    signal = emg.read(args.source, data_dir=args.data_dir, channels=args.channels)
+    processed = emg.process(signal, args.preset)
+    print(f"read {signal.sizes['time']} samples x {signal.sizes['channel']} channels at "
+          f"{signal.attrs['sampling_rate']:g} Hz from {signal.attrs['source']}; preset {args.preset!r}")
+    result = processed
+    if args.events:
+        events = emg.read_events(args.events, data_dir=args.data_dir)
+        if args.preset == "musclesynergies":
+            result = emg.musclesynergies_cycles(processed, events, side=args.side,
+                                                cycle_div=_parse_split(args.split) or (100, 100))
+        else:
+            result = gait.segment_cycles(processed, events, side=args.side, n_points=args.points,
+                                         split=_parse_split(args.split))
+        print(f"{result.sizes['cycle']} {args.side} gait cycles x {result.sizes['phase']} phase points; "
+              f"heel strikes at {', '.join(f'{t:.3f}' for t in result.cycle_start.values)} s")
+        if args.plot:
+            print(f"figure: {plots.plot_cycles(result, args.plot)}")
+    if args.out:
+        print(f"saved: {storage.save(result, args.out)}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kinesis-neuro", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"kinesis-neuro {__version__}")
+    parser.add_argument("--data-dir", help="local folder holding the datasets (default: $KINESIS_NEURO_DATA)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ds = sub.add_parser("datasets", help="registered human datasets: list, info, fetch, path")
+    ds.add_argument("action", choices=["list", "info", "fetch", "path"])
+    ds.add_argument("name", nargs="?")
+    ds.set_defaults(func=_datasets)
+
+    em = sub.add_parser("emg", help="read, process and segment EMG")
+    em_sub = em.add_subparsers(dest="emg_command", required=True)
+    ev = em_sub.add_parser("events", help="gait events from GRF (.mot), C3D events or musclesyneRgies cycles")
+    ev.add_argument("source", help="file path or dataset (e.g. moco-walk/grf_walk.mot)")
+    ev.add_argument("--threshold", type=float, help="vertical GRF threshold in N (default 20)")
+    ev.set_defaults(func=_emg_events)
+    pr = em_sub.add_parser("process", help="EMG -> envelope -> time-normalised cycles -> NetCDF/Zarr")
+    pr.add_argument("source", help="file path or dataset (e.g. musclesynergies, moco-walk)")
+    pr.add_argument("--preset", default="default", help="default | musclesynergies | processed")
+    pr.add_argument("--channels", nargs="+", help="channels to keep")
+    pr.add_argument("--events", help="where gait events come from (GRF .mot, .c3d, .RData, or a dataset file)")
+    pr.add_argument("--side", default="right")
+    pr.add_argument("--points", type=int, default=101, help="points per cycle (default 101; 100 as KINESIS)")
+    pr.add_argument("--split", help="stance,swing points (e.g. 100,100 as musclesyneRgies)")
+    pr.add_argument("--out", help="output .nc or .zarr")
+    pr.add_argument("--plot", help="figure of the mean cycles (.png/.pdf)")
+    pr.set_defaults(func=_emg_process)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "datasets" and args.action != "list" and not args.name:
+        parser.error(f"datasets {args.action} needs a dataset NAME")
+    try:
+        args.func(args)
+    except KinesisNeuroError as err:
+        print(f"kinesis-neuro: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # unreadable paths, full disks: the user's to fix, not a bug
+        print(f"kinesis-neuro: error: {err.filename or ''}: {err.strerror or err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
