@@ -117,7 +117,8 @@ def test_brainvision_roundtrip(tmp_path):
         )
     da = read_neo(tmp_path / "walk.vhdr")
     _check_common(da, names=names, rate=fs, units="uV", fmt="BrainVision", n=n)
-    np.testing.assert_allclose(da.values, x_uv, rtol=0, atol=0.05 + 1e-9)  # resolution 0.1 uV per bit
+    # 0.1 uV per bit; pybv truncates towards zero rather than rounding, so the error is up to one bit
+    np.testing.assert_allclose(da.values, x_uv, rtol=0, atol=0.1 + 1e-9)
 
 
 def test_brainvision_mixed_units_are_converted(tmp_path):
@@ -132,7 +133,8 @@ def test_brainvision_mixed_units_are_converted(tmp_path):
     da = read_neo(tmp_path / "mix.vhdr")
     assert da.attrs["units"] == "uV"  # the most common unit
     assert da.attrs["units_converted_from"] == "B=mV"
-    np.testing.assert_allclose(da.values, x_v.T * 1e6, rtol=1e-6)  # float32 storage
+    # float32 storage of value / resolution (0.1 in each channel's unit), read back times the resolution
+    np.testing.assert_allclose(da.values, x_v.T * 1e6, rtol=1e-6)
 
 
 # ----------------------------------------------------------------------------------- NWB
@@ -154,20 +156,29 @@ def nwb_file(tmp_path_factory):
     for muscle in ("TA", "GM", "SOL"):
         nwb.add_electrode(group=group, location="leg", label=muscle)
     region = nwb.create_electrode_table_region([0, 1, 2], "EMG electrodes")
-    emg_uv = RNG.normal(0.0, 50.0, (1200, 3))
+    counts = RNG.integers(-2000, 2000, (1200, 3)).astype(np.int16)
+    gains = np.array([0.195, 0.195, 0.5])  # uV per count: channel_conversion x conversion (1e-6) = volts
+    emg_uv = counts * gains + 2.0  # offset 2 uV
     nwb.add_acquisition(
-        ElectricalSeries(name="EMG", data=emg_uv, electrodes=region, rate=2000.0, starting_time=1.5, conversion=1e-6)
+        ElectricalSeries(
+            name="EMG", data=counts, electrodes=region, rate=2000.0, starting_time=1.5,
+            conversion=1e-6, channel_conversion=gains, offset=2e-6,
+        )
     )
     acc = RNG.normal(0.0, 1.0, 150)
     nwb.add_acquisition(pynwb.TimeSeries(name="ACC", data=acc, unit="g", rate=100.0, starting_time=1.5))
+    force = RNG.normal(0.0, 1.0, (50, 2))
+    nwb.add_acquisition(
+        pynwb.TimeSeries(name="FORCE", data=force, unit="N", timestamps=2.0 + np.arange(50) / 50.0)
+    )
     path = tmp_path_factory.mktemp("nwb") / "session.nwb"
     with pynwb.NWBHDF5IO(str(path), "w") as io:
         io.write(nwb)
-    return path, emg_uv, acc
+    return path, emg_uv, acc, force
 
 
 def test_nwb_electrical_series(nwb_file):
-    path, emg_uv, _ = nwb_file
+    path, emg_uv, _, _ = nwb_file
     da = read_neo(path, stream="EMG")
     _check_common(da, names=["TA", "GM", "SOL"], rate=2000.0, units="uV", fmt="NWB", n=1200, t0=1.5)
     np.testing.assert_allclose(da.values, emg_uv, rtol=1e-12)
@@ -176,13 +187,16 @@ def test_nwb_electrical_series(nwb_file):
 
 
 def test_nwb_timeseries_and_ambiguity(nwb_file):
-    path, _, acc = nwb_file
+    path, _, acc, force = nwb_file
     with pytest.raises(DataFormatError) as err:
         read_neo(path)
     assert str(path) in str(err.value) and "'EMG'" in str(err.value) and "'ACC'" in str(err.value)
     da = read_neo(path, stream="ACC")
     _check_common(da, names=["ACC"], rate=100.0, units="g", fmt="NWB", n=150, t0=1.5)
     np.testing.assert_allclose(da.values[:, 0], acc, rtol=1e-12)
+    irregular = read_neo(path, stream="FORCE")  # a series with timestamps instead of a rate
+    _check_common(irregular, names=["FORCE_0", "FORCE_1"], rate=50.0, units="N", fmt="NWB", n=50, t0=2.0)
+    np.testing.assert_allclose(irregular.values, force, rtol=1e-12)
     with pytest.raises(ChannelNotFoundError, match="TA"):
         read_neo(path, channels=["RF"])
 
@@ -211,7 +225,7 @@ def _rhd_channel(native: str, custom: str, order: int, signal_type: int) -> byte
     )
 
 
-def write_rhd(path, amp_codes, names, sample_rate, version=(1, 3), aux_codes=None, first_timestamp=0):
+def write_rhd(path, amp_codes, names, sample_rate, version=(1, 3), aux_codes=None):
     """Write an RHD2000 file with amplifier channels (+ one auxiliary and one supply channel)."""
     block = 128 if version >= (2, 0) else 60
     n, n_amp = amp_codes.shape
@@ -239,7 +253,7 @@ def write_rhd(path, amp_codes, names, sample_rate, version=(1, 3), aux_codes=Non
 
     if aux_codes is None:
         aux_codes = np.zeros(n // 4, dtype=np.uint16)
-    stamps = np.arange(first_timestamp, first_timestamp + n, dtype="<i4")
+    stamps = np.arange(n, dtype="<i4")
     blocks = []
     for b in range(n // block):
         s = slice(b * block, (b + 1) * block)

@@ -30,7 +30,10 @@ def _record(out: xr.DataArray, source: xr.DataArray, step: str, **params) -> xr.
 
 
 def _apply(da: xr.DataArray, func, step: str, **params) -> xr.DataArray:
-    """Apply ``func`` to the samples along ``time`` and record the step."""
+    """Apply ``func`` to the samples along ``time`` and record the step (NaN samples are refused)."""
+    if not np.all(np.isfinite(da.values)):
+        raise ProcessingError(f"{da.attrs.get('source', 'data')}: {step} on data with NaN/infinite samples "
+                              "would spread them; fill or cut the gaps first")
     axis = da.get_axis_num("time")
     return _record(da.copy(data=func(da.values, axis)), da, step, **params)
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from kinesis_neuro.errors import ChannelNotFoundError, DataFormatError, KinesisNeuroError
+from kinesis_neuro.errors import DataFormatError, KinesisNeuroError
 from kinesis_neuro.io.common import emg_array, select_channels
 
 NEO_EXTENSIONS = (".edf", ".bdf", ".vhdr", ".rhd", ".rhs", ".nwb")
@@ -81,7 +81,7 @@ class _Stream:
     def describe(self) -> str:
         rate = "irregular" if self.rate is None else f"{self.rate:g} Hz"
         shown = ", ".join(self.channels[:8]) + (", ..." if len(self.channels) > 8 else "")
-        return f"{self.index}: {self.name!r} ({rate}, {len(self.channels)} channels: {shown})"
+        return f"{self.index}: {self.name!r} ({rate}, {len(self.channels)} channel(s): {shown})"
 
 
 @contextlib.contextmanager
@@ -279,8 +279,10 @@ def _read_rawio(path: Path, ext: str, *, channels, stream, side: str, segment: i
                 block_index=0, seg_index=segment, stream_index=st.index, channel_indexes=idx
             )
             data = raw.rescale_signal_raw_to_float(chunk, dtype="float64", stream_index=st.index, channel_indexes=idx)
-            sig = raw.header["signal_channels"]
-            units = [str(u) for u in sig[sig["stream_id"] == st.ident]["units"][idx]]
+            sig = raw.header["signal_channels"][raw.header["signal_channels"]["stream_id"] == st.ident]
+            units = [str(u) for u in sig["units"][idx]]
+            if ext == ".vhdr" and np.issubdtype(np.dtype(sig["dtype"][0]), np.floating):
+                data = data * _brainvision_float_resolution(path, sig["id"][idx])
         if data.shape != (n, len(idx)):
             raise ValueError(f"expected {n} samples x {len(idx)} channels, got {data.shape}")
     names = [st.channels[i] for i in idx]
@@ -298,6 +300,23 @@ def _read_rawio(path: Path, ext: str, *, channels, stream, side: str, segment: i
         stream=st.name,
         **extra,
     )
+
+
+def _brainvision_float_resolution(path: Path, ids) -> np.ndarray:
+    """Per-channel resolution of an IEEE_FLOAT_32 BrainVision file (neo applies it to integers only).
+
+    The header's ``Ch<n>=<name>,<ref>,<resolution>,<unit>`` resolution multiplies the stored
+    value whatever the binary format (as MNE, FieldTrip and pybv read and write it).
+    """
+    from neo.rawio.brainvisionrawio import read_brainvsion_soup
+
+    infos = read_brainvsion_soup(str(path))["Channel Infos"]
+    infos = {k.lower(): v for k, v in infos.items()}
+    res = []
+    for chan_id in ids:
+        fields = infos[f"ch{int(chan_id)}"].split(",")
+        res.append(float(fields[2]) if len(fields) >= 3 and fields[2].strip() else 1.0)
+    return np.asarray(res)
 
 
 # -------------------------------------------------------------------------------------- units
@@ -402,17 +421,25 @@ def _nwb_streams(nwbfile) -> list[_Stream]:
 
 
 def _nwb_values(ts, idx: list[int]) -> tuple[np.ndarray, str]:
-    """Samples in physical units: ``data * conversion + offset`` in ``unit``, kept on a volt prefix."""
+    """Samples in physical units, ``data * channel_conversion * conversion + offset`` in ``unit``.
+
+    Volt series are given on the SI prefix (V, mV, uV, nV) nearest the stored resolution, so
+    ``"volts"`` with ``conversion=1e-6`` (or 1.95e-7, Intan's 0.195 uV/bit) reads as uV.
+    """
     raw = np.asarray(ts.data[:], dtype=float)
     raw = raw[:, None] if raw.ndim == 1 else raw
     raw = raw[:, idx]
+    channel_conversion = getattr(ts, "channel_conversion", None)
+    if channel_conversion is not None:
+        raw = raw * np.asarray(channel_conversion[:], dtype=float)[idx]
     unit = _normalise_unit(str(ts.unit))
     conversion = float(ts.conversion if ts.conversion is not None else 1.0)
     offset = float(getattr(ts, "offset", 0.0) or 0.0)
-    if unit == "V":
-        for factor, prefixed in _VOLT_PREFIX.items():
-            if abs(conversion - factor) <= 1e-9 * factor:
-                return raw + offset / factor, prefixed  # e.g. "volts" with conversion 1e-6 -> uV
+    if unit == "V" and np.isfinite(conversion) and conversion > 0:
+        scale = min(_VOLT_PREFIX, key=lambda f: abs(np.log10(conversion / f)))
+        factor = conversion / scale
+        values = raw if factor == 1.0 else raw * factor
+        return values + offset / scale, _VOLT_PREFIX[scale]
     return raw * conversion + offset, unit
 
 

@@ -1,0 +1,292 @@
+"""C3D motion-capture files (read with ``ezc3d``): analog channels (EMG) and gait events.
+
+Times are in seconds on the recording's own clock: sample 0 of the analogs lies at
+``first_frame / point_rate`` (first frame counted from 0), the clock C3D events use too.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from kinesis_neuro.errors import ChannelNotFoundError, DataFormatError
+from kinesis_neuro.io.common import emg_array, select_channels
+
+C3D_EXTENSIONS = (".c3d",)
+EVENT_COLUMNS = ["time", "event", "side"]
+
+_HEADER_BYTES = 512
+_PROCESSORS = {84: "<", 85: "<", 86: ">"}  # Intel, DEC (little-endian integers), MIPS/SGI
+_PARAM_TYPES = (-1, 1, 2, 4)  # char, byte, int16, float32: bytes per element = abs(type)
+
+_HEEL_STRIKE = {"heel_strike", "foot_strike", "heelstrike", "footstrike", "hs", "fs",
+                "initial_contact", "ic", "foot_contact", "heel_contact"}
+_TOE_OFF = {"toe_off", "foot_off", "toeoff", "footoff", "to", "fo", "final_contact"}
+_SIDE_PREFIX = {"right": "right", "left": "left", "r": "right", "l": "left"}
+
+
+def _fail(path: Path, what: str) -> DataFormatError:
+    return DataFormatError(f"{path}: {what}")
+
+
+def _check_structure(path: Path) -> None:
+    """Check the 512-byte header and walk the parameter section before ezc3d parses it.
+
+    ezc3d loops forever on some truncated or corrupt parameter sections, so those are
+    refused here with a message saying what was expected.
+    """
+    if not path.is_file():
+        raise _fail(path, "no such file")
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        head = fh.read(_HEADER_BYTES)
+        if len(head) < _HEADER_BYTES:
+            raise _fail(path, f"{size} bytes is too short for a C3D file (a C3D header alone is 512 bytes)")
+        if head[1] != 0x50:
+            raise _fail(path, f"not a C3D file (header byte 2 is 0x{head[1]:02x}, a C3D file has 0x50)")
+        start = (head[0] - 1) * _HEADER_BYTES
+        if head[0] < 2 or start + 4 > size:
+            raise _fail(
+                path,
+                f"the header puts the parameter section at block {head[0]}, outside the "
+                f"{size}-byte file (truncated or not a C3D file)",
+            )
+        fh.seek(start)
+        sect = fh.read(4)
+        n_blocks, processor = sect[2], sect[3]
+        if processor not in _PROCESSORS:
+            raise _fail(path, f"unknown processor type {processor} in the parameter section (expected 84, 85 or 86)")
+        end = start + n_blocks * _HEADER_BYTES
+        if n_blocks == 0 or end > size:
+            raise _fail(
+                path,
+                f"truncated: the parameter section should span {n_blocks} blocks "
+                f"(bytes {start}-{end}) but the file has {size} bytes",
+            )
+        fh.seek(start)
+        params = fh.read(end - start)
+    _walk_parameters(path, params, _PROCESSORS[processor])
+
+
+def _walk_parameters(path: Path, sect: bytes, order: str) -> None:
+    """Follow the chain of groups/parameters; every item and link must lie inside the section."""
+    end = len(sect)
+    pos = 4
+    for _ in range(end):  # each item moves forward at least one byte
+        if pos + 2 > end:
+            raise _fail(path, "corrupt parameter section (the list of parameters runs past its end)")
+        n_chars = abs(int(np.frombuffer(sect, np.int8, 1, pos)[0]))
+        group_id = int(np.frombuffer(sect, np.int8, 1, pos + 1)[0])
+        if n_chars == 0 or group_id == 0:
+            return
+        link = pos + 2 + n_chars
+        if link + 3 > end:
+            raise _fail(path, "corrupt parameter section (an entry is cut off at its end)")
+        offset = int(np.frombuffer(sect, order + "i2", 1, link)[0])
+        if group_id > 0:  # a parameter: type, dimensions, values, description
+            kind, n_dims = int(np.frombuffer(sect, np.int8, 1, link + 2)[0]), sect[link + 3]
+            if kind not in _PARAM_TYPES:
+                raise _fail(path, f"corrupt parameter section (parameter type {kind}; expected -1, 1, 2 or 4)")
+            if link + 4 + n_dims > end:
+                raise _fail(path, "corrupt parameter section (an entry is cut off at its end)")
+            dims = sect[link + 4 : link + 4 + n_dims]
+            n_values = int(np.prod([int(d) for d in dims])) if n_dims else 1
+            if link + 4 + n_dims + abs(kind) * n_values > end:
+                raise _fail(path, "corrupt parameter section (parameter values run past its end)")
+        if offset == 0:
+            return
+        nxt = link + offset
+        if nxt <= pos or nxt > end:
+            raise _fail(path, "corrupt parameter section (a link points outside it)")
+        if nxt == end:
+            return
+        pos = nxt
+    raise _fail(path, "corrupt parameter section (the list of parameters does not end)")
+
+
+def _load(path: str | Path):
+    """Open with ezc3d after the structural checks; any ezc3d failure becomes DataFormatError."""
+    import ezc3d
+
+    path = Path(path)
+    _check_structure(path)
+    try:
+        return ezc3d.c3d(str(path))
+    except Exception as err:  # ezc3d raises OSError/RuntimeError/... from C++
+        raise _fail(path, f"cannot be read as a C3D file ({type(err).__name__}: {err})") from err
+
+
+def _param(c3d, group: str, name: str, default=None):
+    try:
+        return c3d["parameters"][group][name]["value"]
+    except KeyError:
+        return default
+
+
+def _strings(c3d, group: str, name: str) -> list[str]:
+    """A string parameter including its ``NAME2``, ``NAME3``... continuations (>255 entries)."""
+    out: list[str] = []
+    key, k = name, 1
+    while (value := _param(c3d, group, key)) is not None:
+        out.extend(str(v).strip() for v in value)
+        k += 1
+        key = f"{name}{k}"
+    return out
+
+
+def _first_value(value, default: float) -> float:
+    arr = np.asarray(value if value is not None else [], dtype=float).ravel()
+    return float(arr[0]) if arr.size and np.isfinite(arr[0]) else default
+
+
+def _first_frame(c3d) -> int:
+    """First frame counted from 0; TRIAL:ACTUAL_START_FIELD (two 16-bit words) wins if present."""
+    field = _param(c3d, "TRIAL", "ACTUAL_START_FIELD")
+    if field is not None:
+        words = [int(w) & 0xFFFF for w in np.asarray(field).ravel()[:2]]
+        if len(words) == 2 and words[0] + 65536 * words[1] >= 1:
+            return words[0] + 65536 * words[1] - 1
+    return int(c3d["header"]["points"]["first_frame"])
+
+
+def _pick(path: Path, labels: list[str], channels) -> list[int]:
+    """Indices of the requested channels (in request order), all of them when ``channels`` is None."""
+    if channels is None:
+        return list(range(len(labels)))
+    wanted = [channels] if isinstance(channels, str) else [str(c) for c in channels]
+    missing = [c for c in wanted if c not in labels]
+    if missing:
+        raise ChannelNotFoundError(f"{path}: no channel {missing}; available: {labels}")
+    ambiguous = sorted({c for c in wanted if labels.count(c) > 1})
+    if ambiguous:
+        raise DataFormatError(f"{path}: analog labels {ambiguous} occur more than once; cannot tell them apart")
+    return [labels.index(c) for c in wanted]
+
+
+def read_c3d(path: str | Path, *, channels: Sequence[str] | str | None = None, side: str = "unknown") -> xr.DataArray:
+    """Read the analog channels of a C3D file as ``DataArray(dims=("time", "channel"))``.
+
+    Samples are in ANALOG:UNITS (ezc3d has already applied ANALOG:OFFSET, SCALE and
+    GEN_SCALE), the rate is ANALOG:RATE (Hz) and time (s) starts at the first frame.
+    All selected channels must share one unit; pick channels with ``channels=`` otherwise.
+    """
+    path = Path(path)
+    c3d = _load(path)
+    analogs = np.asarray(c3d["data"]["analogs"], dtype=float)
+    if analogs.ndim != 3 or analogs.shape[1] == 0 or analogs.shape[2] == 0:
+        raise _fail(path, "the C3D file holds no analog channels (expected EMG in the ANALOG group)")
+    n_channels, n_samples = analogs.shape[1], analogs.shape[2]
+    header = c3d["header"]["analogs"]
+    expected = int(header["last_frame"]) - int(header["first_frame"]) + 1
+    if expected > n_samples:
+        raise _fail(
+            path,
+            f"truncated: the header announces {expected} analog samples per channel, "
+            f"the file holds {n_samples}",
+        )
+
+    labels = _strings(c3d, "ANALOG", "LABELS")[:n_channels]
+    labels += [f"analog_{k + 1}" for k in range(len(labels), n_channels)]
+    units = _strings(c3d, "ANALOG", "UNITS")[:n_channels]
+    units = [u or "unknown" for u in units] + ["unknown"] * (n_channels - len(units))
+    idx = _pick(path, labels, channels)
+    chosen_units = sorted({units[i] for i in idx})
+    if len(chosen_units) > 1:
+        by_unit = {u: [labels[i] for i in idx if units[i] == u] for u in chosen_units}
+        raise _fail(
+            path,
+            f"the analog channels have different units {by_unit}; "
+            "read channels of one unit at a time with channels=[...]",
+        )
+
+    rate = _first_value(_param(c3d, "ANALOG", "RATE"), float(header["frame_rate"]))
+    if not rate > 0:
+        raise _fail(path, f"ANALOG:RATE is {rate:g}; expected a positive sampling rate in Hz")
+    point_rate = _first_value(_param(c3d, "POINT", "RATE"), float(c3d["header"]["points"]["frame_rate"]))
+    first = _first_frame(c3d)
+    t0 = first / point_rate if point_rate > 0 else first / rate
+    time = t0 + np.arange(n_samples) / rate
+
+    da = emg_array(
+        analogs[0][idx].T,
+        time,
+        [labels[i] for i in idx],
+        source=path,
+        units=chosen_units[0],
+        side=side,
+        sampling_rate=rate,
+        file_format="C3D",
+        point_rate=point_rate,
+        first_frame=first + 1,
+    )
+    return select_channels(da, None if channels is None else [labels[i] for i in idx])
+
+
+def normalise_event(label: str) -> tuple[str, str | None]:
+    """``"Foot Strike"`` -> ``("heel_strike", None)``; ``"Right Foot Off"`` -> ``("toe_off", "right")``.
+
+    Other labels are lower-cased with runs of non-alphanumerics turned into ``_``.
+    """
+    name = re.sub(r"[^0-9a-z]+", "_", str(label).strip().lower()).strip("_")
+    side = None
+    prefix, _, rest = name.partition("_")
+    if rest and prefix in _SIDE_PREFIX and (rest in _HEEL_STRIKE or rest in _TOE_OFF):
+        side, name = _SIDE_PREFIX[prefix], rest
+    if name in _HEEL_STRIKE:
+        return "heel_strike", side
+    if name in _TOE_OFF:
+        return "toe_off", side
+    return name or "event", side
+
+
+def _empty_events() -> pd.DataFrame:
+    return pd.DataFrame({"time": pd.Series(dtype=float), "event": pd.Series(dtype=object),
+                         "side": pd.Series(dtype=object)})
+
+
+def read_c3d_events(path: str | Path) -> pd.DataFrame:
+    """Events of a C3D file as a table ``time`` (s), ``event``, ``side``, sorted by time.
+
+    EVENT:TIMES holds (minutes, seconds) pairs; ``event`` is ``heel_strike`` ("Foot Strike"),
+    ``toe_off`` ("Foot Off") or the label in snake_case; ``side`` comes from EVENT:CONTEXTS
+    ("Right"/"Left", else "unknown"). A file without events gives an empty table.
+    """
+    path = Path(path)
+    c3d = _load(path)
+    times = _param(c3d, "EVENT", "TIMES")
+    used = _first_value(_param(c3d, "EVENT", "USED"), -1.0)
+    if times is None or used == 0:
+        return _empty_events()
+    times = np.asarray(times, dtype=float)
+    if times.ndim == 1:
+        if times.size % 2:
+            raise _fail(path, f"EVENT:TIMES has {times.size} values; expected (minutes, seconds) pairs")
+        times = times.reshape(2, -1, order="F")
+    if times.ndim != 2 or times.shape[0] != 2:
+        raise _fail(path, f"EVENT:TIMES has shape {times.shape}; expected 2 x n (minutes, seconds)")
+    n = times.shape[1] if used < 0 else int(used)
+    if n > times.shape[1]:
+        raise _fail(path, f"EVENT:USED says {n} events but EVENT:TIMES holds {times.shape[1]}")
+    labels = _strings(c3d, "EVENT", "LABELS")
+    contexts = _strings(c3d, "EVENT", "CONTEXTS")
+    if len(labels) < n:
+        raise _fail(path, f"EVENT:USED says {n} events but EVENT:LABELS names {len(labels)}")
+    contexts += [""] * (n - len(contexts))
+    rows = []
+    for k in range(n):
+        seconds = 60.0 * times[0, k] + times[1, k]
+        if not np.isfinite(seconds):
+            raise _fail(path, f"event {k + 1} ('{labels[k]}') has no valid time in EVENT:TIMES")
+        event, label_side = normalise_event(labels[k])
+        context = contexts[k].strip().lower()
+        side = context if context in ("right", "left") else (label_side or "unknown")
+        rows.append((seconds, event, side))
+    if not rows:
+        return _empty_events()
+    table = pd.DataFrame(rows, columns=EVENT_COLUMNS)
+    return table.sort_values("time", kind="stable").reset_index(drop=True)
