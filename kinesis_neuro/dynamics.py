@@ -1,0 +1,100 @@
+"""Inverse dynamics of MyoLegs with measured ground reaction forces.
+
+Each foot's measured force is applied to its calcaneus at the centre of pressure (plus the free
+moment), MuJoCo's ``mj_inverse`` computes the generalised forces with constraints disabled, and
+the coupled knee/patella dofs are projected onto the independent joints (``G.T @ qfrc``).
+"""
+
+from __future__ import annotations
+
+import os
+
+import mujoco
+import numpy as np
+import xarray as xr
+
+from kinesis_neuro import model as mdl
+from kinesis_neuro.errors import DataFormatError
+from kinesis_neuro.motion import OPENSIM_TO_MUJOCO, Motion
+
+FOOT_BODIES = {"right": "calcn_r", "left": "calcn_l"}
+AXES = ("x", "y", "z")
+
+
+def grf_from_opensim(source: str | os.PathLike = "moco-walk/grf_walk.mot", *, data_dir=None,
+                     threshold: float = 20.0) -> xr.Dataset:
+    """Ground reaction forces of both feet (OpenSim ``ground_force_{r,l}_v*/p*``, ``ground_torque_*``)
+    expressed in the MuJoCo world frame: ``force`` (N), ``point`` (m) and ``torque`` (N m), dims
+    ``(time, side, axis)``. Below ``threshold`` N of vertical force a foot's loads are set to zero."""
+    from kinesis_neuro import emg
+
+    grf = emg.read(source, data_dir=data_dir)
+    out = {}
+    for key, prefix in (("force", "ground_force_{s}_v"), ("point", "ground_force_{s}_p"),
+                        ("torque", "ground_torque_{s}_")):
+        per_side = []
+        for s in ("r", "l"):
+            names = [prefix.format(s=s) + a for a in AXES]
+            missing = [n for n in names if n not in grf.channel.values]
+            if missing:
+                raise DataFormatError(f"{grf.attrs['source']}: GRF columns {missing} missing (OpenSim naming expected)")
+            per_side.append(grf.sel(channel=names).values @ OPENSIM_TO_MUJOCO.T)
+        out[key] = (("time", "side", "axis"), np.stack(per_side, axis=1))
+    ds = xr.Dataset(out, coords={"time": grf.time.values, "side": ["right", "left"], "axis": list(AXES)})
+    loaded = (ds.force.sel(axis="z") > threshold)
+    ds["force"] = ds.force.where(loaded, 0.0)
+    ds["torque"] = ds.torque.where(loaded, 0.0)
+    ds["point"] = ds.point.where(loaded, 0.0)
+    for name, units in (("force", "N"), ("point", "m"), ("torque", "N m")):
+        ds[name].attrs["units"] = units
+    ds.attrs.update(source=grf.attrs["source"], frame="MuJoCo world: z up, walking along -y", threshold_n=threshold)
+    return ds
+
+
+def inverse_dynamics(model: mujoco.MjModel, motion: Motion, grf: xr.Dataset | None = None, *, time=None,
+                     mass_ratio: float = 1.0) -> xr.Dataset:
+    """Joint torques (N m) on the 14 independent leg joints and root residuals over ``time`` (s).
+
+    ``grf`` (from :func:`grf_from_opensim`) is interpolated to ``time`` and scaled by
+    ``mass_ratio`` (model mass / subject mass). Returns ``torque`` (time, joint), root
+    ``residual_force`` (N, world frame) and ``residual_moment`` (N m, root body frame).
+    """
+    time = motion.time if time is None else np.asarray(time, dtype=float)
+    qpos, qvel, qacc = motion.states(model, time)
+    data = mujoco.MjData(model)
+    saved_flags = model.opt.disableflags
+    model.opt.disableflags |= mujoco.mjtDisableBit.mjDSBL_CONSTRAINT
+    couplings = mdl.Couplings(model)
+    if grf is not None:
+        loads = grf.interp(time=time).transpose("time", "side", "axis")
+        force, moment, point = (loads[k].values * w for k, w in (("force", mass_ratio), ("torque", mass_ratio),
+                                                                  ("point", 1.0)))
+        bodies = [model.body(FOOT_BODIES[str(s)]).id for s in loads.side.values]
+    torque = np.zeros((time.size, 6 + len(mdl.LEG_JOINTS)))
+    external = np.zeros(model.nv)
+    try:
+        for i in range(time.size):
+            data.qpos[:], data.qvel[:], data.qacc[:] = qpos[i], qvel[i], qacc[i]
+            mujoco.mj_inverse(model, data)
+            qfrc = data.qfrc_inverse.copy()
+            if grf is not None:
+                external[:] = 0.0
+                for k, body in enumerate(bodies):
+                    if force[i, k].any():
+                        mujoco.mj_applyFT(model, data, force[i, k], moment[i, k], point[i, k], body, external)
+                qfrc -= external
+            torque[i] = couplings.jacobian(qpos[i]).T @ qfrc
+    finally:
+        model.opt.disableflags = saved_flags
+    ds = xr.Dataset(
+        {
+            "torque": (("time", "joint"), torque[:, 6:], {"units": "N m", "long_name": "joint moment"}),
+            "residual_force": (("time", "axis"), torque[:, :3], {"units": "N", "frame": "world"}),
+            "residual_moment": (("time", "axis"), torque[:, 3:6], {"units": "N m", "frame": "root body"}),
+        },
+        coords={"time": ("time", time, {"units": "s"}), "joint": list(mdl.LEG_JOINTS), "axis": list(AXES)},
+        attrs={"method": "mujoco mj_inverse, constraints disabled, measured GRF at the centre of pressure",
+               "mass_ratio": mass_ratio, "motion": motion.attrs.get("source", ""),
+               "grf": grf.attrs.get("source", "") if grf is not None else "none"},
+    )
+    return ds

@@ -1,0 +1,166 @@
+"""Reference motions: OpenSim joint coordinates -> MyoLegs ``qpos``/``qvel``/``qacc``.
+
+A :class:`Motion` keeps the coordinates in OpenSim's convention (rad; pelvis translation in m,
+ground frame x forward, y up, z right) as a smooth cubic spline in time, and maps them onto
+the MyoLegs model on demand: root pose from the pelvis (body-fixed Z-X-Y Euler angles
+tilt/list/rotation), leg joints by name, coupled knee/patella dofs from their polynomials.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+
+import mujoco
+import numpy as np
+import xarray as xr
+from scipy.interpolate import CubicSpline
+from scipy.spatial.transform import Rotation
+
+from kinesis_neuro import model as mdl
+from kinesis_neuro.errors import DataFormatError, ProcessingError
+
+# MuJoCo world (z up, model facing -y) from OpenSim ground (x forward, y up, z right)
+OPENSIM_TO_MUJOCO = np.array([[0.0, 0.0, -1.0], [-1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+PELVIS_ANGLES = ("pelvis_tilt", "pelvis_list", "pelvis_rotation")
+PELVIS_TRANSLATION = ("pelvis_tx", "pelvis_ty", "pelvis_tz")
+OPTIONAL_JOINTS = ("subtalar_angle", "mtp_angle")  # absent from many OpenSim models' IK: 0
+DERIVATIVE_STEP = 1e-4  # s, central differences on the spline for qvel and qacc
+
+
+@dataclass
+class Motion:
+    """Joint coordinates over time (``coordinates``: DataArray ``(time, coordinate)``, rad and m)."""
+
+    coordinates: xr.DataArray
+    attrs: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        needed = [*PELVIS_ANGLES, *PELVIS_TRANSLATION,
+                  *(f"{j}_{s}" for s in mdl.SIDES for j in mdl.LEG_JOINT_NAMES if j not in OPTIONAL_JOINTS)]
+        have = [str(c) for c in self.coordinates.coordinate.values]
+        missing = [c for c in needed if c not in have]
+        if missing:
+            raise DataFormatError(f"{self.attrs.get('source', 'motion')}: coordinates {missing} missing; have {have}")
+        t = self.coordinates.time.values
+        self._spline = CubicSpline(t, self.coordinates.transpose("time", "coordinate").values, axis=0)
+
+    @property
+    def time(self) -> np.ndarray:
+        return self.coordinates.time.values
+
+    @property
+    def duration(self) -> float:
+        return float(self.time[-1] - self.time[0])
+
+    def coordinate_values(self, time=None, tolerance: float = 1e-9) -> xr.DataArray:
+        """Coordinates interpolated at ``time`` (s; default: the motion's own samples)."""
+        time = self.time if time is None else np.atleast_1d(np.asarray(time, dtype=float))
+        if time.min() < self.time[0] - tolerance or time.max() > self.time[-1] + tolerance:
+            raise ProcessingError(f"times {time.min():g}-{time.max():g} s lie outside the motion "
+                                  f"({self.time[0]:g}-{self.time[-1]:g} s)")
+        return xr.DataArray(self._spline(time), dims=("time", "coordinate"),
+                            coords={"time": time, "coordinate": self.coordinates.coordinate.values})
+
+    def qpos(self, model: mujoco.MjModel, time=None, tolerance: float = 1e-9) -> np.ndarray:
+        """MyoLegs ``qpos`` (T, nq) at ``time``."""
+        coords = self.coordinate_values(time, tolerance)
+        names = [str(c) for c in coords.coordinate.values]
+        values = coords.values
+        col = {n: values[:, i] for i, n in enumerate(names)}
+        qpos = np.tile(model.qpos0, (values.shape[0], 1))
+        pelvis = Rotation.from_euler("ZXY", np.stack([col[a] for a in PELVIS_ANGLES], axis=1))
+        world_pelvis = Rotation.from_matrix(OPENSIM_TO_MUJOCO) * pelvis
+        root_pelvis = pelvis_in_root(model)
+        world_root = world_pelvis * root_pelvis.inv()
+        pelvis_pos = np.stack([col[a] for a in PELVIS_TRANSLATION], axis=1) @ OPENSIM_TO_MUJOCO.T
+        qpos[:, 0:3] = pelvis_pos - world_root.apply(pelvis_offset_in_root(model))
+        qpos[:, 3:7] = world_root.as_quat(scalar_first=True)
+        joints = mdl.joint_table(model)
+        for name in mdl.LEG_JOINTS:
+            if name in col:
+                qpos[:, joints.loc[name, "qpos_index"]] = col[name]
+        return mdl.apply_couplings(model, qpos)
+
+    def states(self, model: mujoco.MjModel, time=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``qpos`` (T, nq), ``qvel`` (T, nv) and ``qacc`` (T, nv) at ``time`` by central differences
+        of the spline (step 0.1 ms), with MuJoCo's own quaternion differentiation for the root."""
+        time = self.time if time is None else np.atleast_1d(np.asarray(time, dtype=float))
+        h = DERIVATIVE_STEP  # the spline's end polynomials are extended by h at the ends
+        q_minus, q, q_plus = (self.qpos(model, time + k * h, tolerance=1.5 * h) for k in (-1, 0, 1))
+        v_minus, v_plus = np.zeros((time.size, model.nv)), np.zeros((time.size, model.nv))
+        for i in range(time.size):
+            mujoco.mj_differentiatePos(model, v_minus[i], h, q_minus[i], q[i])
+            mujoco.mj_differentiatePos(model, v_plus[i], h, q[i], q_plus[i])
+        qvel = 0.5 * (v_minus + v_plus)
+        qacc = (v_plus - v_minus) / h
+        return q, qvel, qacc
+
+    def resample(self, rate: float) -> "Motion":
+        """The same motion sampled at ``rate`` Hz (spline interpolation)."""
+        if rate <= 0:
+            raise ProcessingError(f"resampling rate must be positive, got {rate:g} Hz")
+        time = self.time[0] + np.arange(int(np.floor(self.duration * rate + 1e-9)) + 1) / rate
+        return Motion(self.coordinate_values(time), {**self.attrs, "sampling_rate": float(rate)})
+
+    def window(self, start: float, stop: float) -> "Motion":
+        """The part of the motion between ``start`` and ``stop`` s."""
+        return Motion(self.coordinates.sel(time=slice(start, stop)), dict(self.attrs))
+
+    def to_dataset(self, model: mujoco.MjModel) -> xr.Dataset:
+        """The motion with MyoLegs states as an xarray Dataset (for saving and inspection)."""
+        qpos, qvel, qacc = self.states(model)
+        return xr.Dataset(
+            {"coordinates": self.coordinates, "qpos": (("time", "qpos_index"), qpos),
+             "qvel": (("time", "dof"), qvel), "qacc": (("time", "dof"), qacc)},
+            attrs={k: v if isinstance(v, (str, int, float)) else json.dumps(v) for k, v in self.attrs.items()},
+        )
+
+
+def pelvis_in_root(model: mujoco.MjModel) -> Rotation:
+    """Orientation of the pelvis body in the free root body, read from the compiled model (not exactly 90 deg)."""
+    data = mujoco.MjData(model)
+    data.qpos[:] = model.qpos0
+    mujoco.mj_kinematics(model, data)
+    root_body = int(model.jnt_bodyid[model.joint(mdl.ROOT_JOINT).id])
+    world_root = Rotation.from_matrix(data.xmat[root_body].reshape(3, 3))
+    world_pelvis = Rotation.from_matrix(data.body("pelvis").xmat.reshape(3, 3))
+    return world_root.inv() * world_pelvis
+
+
+def pelvis_offset_in_root(model: mujoco.MjModel) -> np.ndarray:
+    """Position of the pelvis origin in the root body frame (m)."""
+    data = mujoco.MjData(model)
+    data.qpos[:] = model.qpos0
+    mujoco.mj_kinematics(model, data)
+    root_body = int(model.jnt_bodyid[model.joint(mdl.ROOT_JOINT).id])
+    offset = data.body("pelvis").xpos - data.xpos[root_body]
+    return data.xmat[root_body].reshape(3, 3).T @ offset
+
+
+def from_opensim(source: str | os.PathLike = "moco-walk", *, filter_hz: float | None = 6.0, data_dir=None) -> Motion:
+    """Read OpenSim coordinates (``.sto``/``.mot``, path or registered dataset) as a :class:`Motion`.
+
+    Rotations given in degrees (``inDegrees=yes``) are converted to rad. The coordinates are
+    low-passed at ``filter_hz`` (zero phase, odd padding over three cut-off periods, so velocities
+    and accelerations have no edge transients); ``None`` keeps them unfiltered.
+    """
+    from kinesis_neuro import datasets, emg
+
+    if datasets.is_dataset_spec(source):
+        name, _, filename = str(source).partition("/")
+        filename = filename or next(f for f, e in datasets.get(name).files.items() if e.meta["kind"] == "coordinates")
+        source = datasets.fetch(name, filename, data_dir=data_dir)
+    coords = emg.read(source)
+    coords = coords.drop_sel(channel=[c for c in coords.channel.values if str(c).endswith("_beta")])  # unused, garbage
+    if coords.attrs.get("in_degrees"):
+        rotational = [c for c in coords.channel.values if c not in PELVIS_TRANSLATION]
+        coords.loc[:, rotational] = np.deg2rad(coords.sel(channel=rotational))
+    if filter_hz:
+        coords = emg.lowpass(coords, filter_hz)
+    coords = coords.rename(channel="coordinate")
+    coords.attrs["units"] = "rad (rotations), m (pelvis_tx/ty/tz)"
+    attrs = {"source": str(source), "sampling_rate": coords.attrs["sampling_rate"], "filter_hz": filter_hz or 0.0,
+             "frame": "OpenSim ground: x forward, y up, z right"}
+    return Motion(coords, attrs)
