@@ -104,6 +104,12 @@ class Motion:
         time = self.time[0] + np.arange(int(np.floor(self.duration * rate + 1e-9)) + 1) / rate
         return Motion(self.coordinate_values(time), {**self.attrs, "sampling_rate": float(rate)})
 
+    def raised(self, height: float) -> "Motion":
+        """The motion moved up by ``height`` m (negative: down), e.g. to put the stance feet on the floor."""
+        coords = self.coordinates.copy()
+        coords.loc[{"coordinate": "pelvis_ty"}] = coords.sel(coordinate="pelvis_ty") + height
+        return Motion(coords, {**self.attrs, "height_offset_m": self.attrs.get("height_offset_m", 0.0) + height})
+
     def window(self, start: float, stop: float) -> "Motion":
         """The part of the motion between ``start`` and ``stop`` s."""
         return Motion(self.coordinates.sel(time=slice(start, stop)), dict(self.attrs))
