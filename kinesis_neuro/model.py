@@ -57,7 +57,8 @@ def muscle_names(model: mujoco.MjModel) -> list[str]:
 def muscle_table(model: mujoco.MjModel) -> pd.DataFrame:
     """One row per muscle actuator: name, side, base name, anatomical name, group,
     max isometric force (N) and optimal fibre length (m, MuJoCo's ``L0``)."""
-    info = pd.read_csv(resources.files("kinesis_neuro.data").joinpath("myolegs_muscles.csv").open()).set_index("muscle")
+    with resources.files("kinesis_neuro.data").joinpath("myolegs_muscles.csv").open() as fh:
+        info = pd.read_csv(fh).set_index("muscle")
     rows = []
     for i, name in enumerate(muscle_names(model)):
         base, side = name.rsplit("_", 1)

@@ -170,3 +170,62 @@ def from_opensim(source: str | os.PathLike = "moco-walk", *, filter_hz: float | 
     attrs = {"source": str(source), "sampling_rate": coords.attrs["sampling_rate"], "filter_hz": filter_hz or 0.0,
              "frame": "OpenSim ground: x forward, y up, z right"}
     return Motion(coords, attrs)
+
+
+LATERAL_MIRRORED = ("pelvis_list", "pelvis_rotation")  # roll and yaw change sign in a left-right mirror
+CARRIED = ("pelvis_tx", "pelvis_tz")  # root translation carried forward from one segment to the next
+
+
+def _swap_sides(name: str) -> str:
+    for a, b in (("_r", "_l"), ("_l", "_r")):
+        if name.endswith(a):
+            return name[: -len(a)] + b
+    return name
+
+
+def mirror(coordinates: xr.DataArray) -> xr.DataArray:
+    """Left-right mirror image: joint angles swapped between legs, roll, yaw and lateral translation negated."""
+    names = [str(c) for c in coordinates.coordinate.values]
+    out = coordinates.sel(coordinate=[_swap_sides(n) for n in names]).assign_coords(coordinate=names).copy()
+    for name in (*LATERAL_MIRRORED, "pelvis_tz"):
+        out.loc[{"coordinate": name}] = -coordinates.sel(coordinate=name)
+    return out
+
+
+def join(segments: list[xr.DataArray], blend: float = 0.1) -> xr.DataArray:
+    """Concatenate coordinate segments into one motion: each segment's root translation
+    (``pelvis_tx``, ``pelvis_tz``) continues from where the previous one ended, and the jump of
+    every other coordinate at a seam is spread smoothly (raised cosine) over ``blend`` s on
+    both sides of it. Segments share one sampling interval; time starts at 0."""
+    names = [str(c) for c in segments[0].coordinate.values]
+    carried = [names.index(c) for c in CARRIED]
+    dt = float(np.median(np.diff(segments[0].time.values)))
+    parts = [segments[0].transpose("time", "coordinate").values.copy()]
+    for segment in segments[1:]:
+        prev, part = parts[-1], segment.transpose("time", "coordinate").values.copy()
+        part[:, carried] += prev[-1, carried] - part[0, carried]
+        jump = part[0] - prev[-1]
+        jump[carried] = 0.0
+        n = max(1, min(int(round(blend / 2 / dt)), len(prev) - 1, len(part) - 1))
+        weight = 0.25 * (1 - np.cos(np.pi * np.arange(n + 1) / n))  # 0 ... 0.5, flat at both ends
+        prev[-(n + 1):] += weight[:, None] * jump
+        part[: n + 1] -= weight[::-1, None] * jump
+        parts.append(part[1:])  # its first sample now equals the previous segment's last
+    values = np.concatenate(parts)
+    return xr.DataArray(values, dims=("time", "coordinate"),
+                        coords={"time": np.arange(len(values)) * dt, "coordinate": names})
+
+
+def mirrored_stride(motion: Motion, start: float, stop: float, blend: float = 0.1) -> Motion:
+    """One symmetric stride from the half cycle ``start``-``stop`` s (e.g. left to right heel
+    strike) followed by its left-right mirror image, joined with :func:`join`."""
+    half = motion.window(start, stop).coordinates
+    return Motion(join([half, mirror(half)], blend),
+                  {**motion.attrs, "construction": f"half cycle {start:g}-{stop:g} s + its mirror image"})
+
+
+def periodic(stride: Motion, n_strides: int, blend: float = 0.1) -> Motion:
+    """``n_strides`` repetitions of ``stride``, root carried forward, seams smoothed over ``blend`` s."""
+    coords = join([stride.coordinates] * n_strides, blend)
+    return Motion(coords, {**stride.attrs, "periodic_strides": n_strides, "stride_period_s": stride.duration,
+                           "seam_blend_s": blend})

@@ -1,0 +1,82 @@
+import mujoco
+import numpy as np
+import pytest
+
+from kinesis_neuro import dynamics, emg, motion, motion_check
+from kinesis_neuro import model as mdl
+
+
+@pytest.fixture(scope="module")
+def model():
+    return mdl.load_model()
+
+
+@pytest.fixture(scope="module")
+def walk(data_dir):
+    return motion.from_opensim("moco-walk")
+
+
+@pytest.fixture(scope="module")
+def grf(data_dir):
+    return dynamics.grf_from_opensim("moco-walk/grf_walk.mot")
+
+
+def test_joint_mapping(model, walk):
+    qpos, qvel, qacc = walk.states(model)
+    assert qpos.shape == (1350, model.nq) and not np.isnan(qpos).any() and not np.isnan(qacc).any()
+    assert mdl.coupling_residual(model, qpos) < 1e-9
+    joints = mdl.joint_table(model)
+    coords = walk.coordinate_values()
+    np.testing.assert_allclose(qpos[:, joints.loc["knee_angle_r", "qpos_index"]], coords.sel(coordinate="knee_angle_r"))
+    # walking direction is the model's facing direction (-y), at about 1.2 m/s
+    assert -1.4 < qvel[:, 1].mean() < -1.0 and abs(qvel[:, 0].mean()) < 0.1
+    # pelvis frame = OpenSim pelvis frame: at zero pelvis angles the pelvis faces -y, up is z
+    data = mujoco.MjData(model)
+    data.qpos[:] = qpos[0]
+    mujoco.mj_kinematics(model, data)
+    pelvis_x = data.body("pelvis").xmat.reshape(3, 3)[:, 0]
+    assert pelvis_x[1] < -0.95
+
+
+def test_no_edge_transients(model, walk):
+    """Filtering with enough padding keeps edge accelerations at the level of the interior."""
+    _, _, qacc = walk.states(model)
+    legs = np.abs(qacc[:, 6:])
+    assert legs[:20].max() < 2 * legs[20:-20].max() and legs[-20:].max() < 2 * legs[20:-20].max()
+
+
+def test_resample_and_window(model, walk):
+    slow = walk.resample(30.0)
+    assert slow.attrs["sampling_rate"] == 30.0 and len(slow.time) == int(walk.duration * 30) + 1
+    np.testing.assert_allclose(slow.qpos(model)[5], walk.qpos(model, slow.time[5])[0], atol=1e-9)
+    part = walk.window(0.8, 1.2)
+    assert part.time[0] >= 0.8 and part.time[-1] <= 1.2
+
+
+def test_stance_slip_and_heel_strikes(model, walk, grf):
+    events = emg.read_events("moco-walk/grf_walk.mot")
+    report = motion_check.check_motion(model, walk, grf, events)
+    for side in ("right", "left"):
+        assert report[side]["stance_slip_mean_m_s"] < 0.15
+        assert all(abs(e) < 0.08 for e in report[side]["heel_strike_error_s"])
+        assert report[side]["penetration_max_m"] < 0.01
+
+
+def test_inverse_dynamics_matches_opensim(model, walk, grf):
+    result = dynamics.inverse_dynamics(model, walk, grf)
+    reference = emg.read("moco-walk/id_walk.sto")
+    for joint in ("hip_flexion", "knee_angle", "ankle_angle"):
+        for side in "rl":
+            ours = result.torque.sel(joint=f"{joint}_{side}").values
+            theirs = reference.sel(channel=f"{joint}_{side}_moment").interp(time=result.time).values
+            assert np.corrcoef(ours, theirs)[0, 1] >= 0.9, (joint, side)
+    assert result.torque.attrs["units"] == "N m"
+
+
+def test_inverse_dynamics_without_grf_needs_root_forces(model, walk, grf):
+    """Without the measured GRF the root must carry body weight: residuals tell the difference."""
+    with_grf = dynamics.inverse_dynamics(model, walk, grf)
+    without = dynamics.inverse_dynamics(model, walk, None)
+    weight = model.body_subtreemass[0] * 9.81
+    assert float(without.residual_force.sel(axis="z").mean()) == pytest.approx(weight, rel=0.1)
+    assert abs(float(with_grf.residual_force.sel(axis="z").mean())) < 0.2 * weight
