@@ -67,6 +67,22 @@ def _emg_process(args) -> None:
         print(f"saved: {storage.save(result, args.out)}")
 
 
+def _train(args) -> None:
+    from kinesis_neuro.train import PPOConfig, Trainer
+
+    env = {"motion": args.motion, "control_mode": args.control_mode}
+    if args.data_dir:
+        env["data_dir"] = args.data_dir
+    config = PPOConfig(total_steps=args.steps, workers=args.workers, seed=args.seed, env=env,
+                       checkpoint_every=args.checkpoint_every)
+    trainer = Trainer(config, args.out, resume=args.resume)
+    try:
+        trainer.run(progress=not args.no_progress)
+    finally:
+        trainer.close()
+    print(f"{trainer.global_step} steps, {trainer.update} updates; checkpoint: {Path(args.out) / 'checkpoint.pt'}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kinesis-neuro", description=__doc__)
     parser.add_argument("--version", action="version", version=f"kinesis-neuro {__version__}")
@@ -95,6 +111,18 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", help="output .nc or .zarr")
     pr.add_argument("--plot", help="figure of the mean cycles (.png/.pdf)")
     pr.set_defaults(func=_emg_process)
+
+    tr = sub.add_parser("train", help="train a muscle policy to imitate a walking trial (PPO)")
+    tr.add_argument("--motion", default="moco-walk", help="dataset or OpenSim coordinates file")
+    tr.add_argument("--steps", type=int, default=1_000_000, help="total control steps (all workers)")
+    tr.add_argument("--workers", type=int, default=2, help="rollout worker processes")
+    tr.add_argument("--control-mode", default="target-length", choices=["direct", "target-length"])
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--checkpoint-every", type=int, default=10, help="updates between checkpoints")
+    tr.add_argument("--out", required=True, help="run folder (config, checkpoint, training log)")
+    tr.add_argument("--resume", action="store_true", help="continue exactly from the run's checkpoint")
+    tr.add_argument("--no-progress", action="store_true")
+    tr.set_defaults(func=_train)
     return parser
 
 

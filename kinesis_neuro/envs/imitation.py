@@ -1,0 +1,252 @@
+"""KINESIS-style motion-imitation environment for the muscle-driven MyoLegs model (Gymnasium API).
+
+The policy sees proprioception (root height and tilt, body positions, rotations and velocities in
+the heading frame, foot contacts, optionally muscle length/velocity/force) and the task (distance
+to the reference bodies now and their positions a few control steps ahead). Reward: position and
+velocity tracking kernels, an upright term and an energy term. An episode ends early when the mean
+tracked-body distance to the reference exceeds ``termination_distance``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+
+from kinesis_neuro import model as mdl
+from kinesis_neuro.envs.reference import TRACKED_BODIES, ReferenceTable, body_linear_velocity, walking_reference
+from kinesis_neuro.errors import KinesisNeuroError
+
+CONTROL_MODES = ("direct", "target-length")
+
+
+@dataclass
+class ImitationConfig:
+    """Settings of :class:`MyoLegsImitationEnv` (times in s, rates in Hz, distances in m)."""
+
+    motion: str = "moco-walk"
+    grf: str | None = "moco-walk/grf_walk.mot"
+    half_cycle: tuple[float, float] | None = None
+    sim_rate: float = 150.0
+    control_rate: float = 30.0
+    episode_seconds: float = 10.0
+    termination_distance: float = 0.15
+    control_mode: str = "target-length"
+    muscle_observations: bool = True
+    lookahead: tuple[int, ...] = (1, 5)
+    k_pos: float = 200.0
+    k_vel: float = 5.0
+    k_energy: float = 0.05
+    w_pos: float = 0.6
+    w_vel: float = 0.2
+    w_upright: float = 0.1
+    w_energy: float = 0.1
+    ablate: tuple[str, ...] = ()
+    weaken: dict[str, float] = field(default_factory=dict)
+    data_dir: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class MyoLegsImitationEnv(gym.Env):
+    """Imitate a reference walk with 80 MyoLegs muscles; actions in [-1, 1]^80."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, config: ImitationConfig | None = None, **overrides):
+        self.config = config = config or ImitationConfig(**overrides)
+        if config.control_mode not in CONTROL_MODES:
+            raise KinesisNeuroError(f"control_mode must be one of {CONTROL_MODES}, got {config.control_mode!r}")
+        self.frame_skip = int(round(config.sim_rate / config.control_rate))
+        self.model = mdl.load_model(timestep=1.0 / config.sim_rate)
+        self.data = mujoco.MjData(self.model)
+        self.muscles = mdl.muscle_names(self.model)
+        self._f_max = self.model.actuator_gainprm[:, 2].copy()
+        self._mask = np.ones(self.model.nu)
+        self.set_ablation(config.ablate)
+        self.set_weakness(config.weaken)
+        reference = walking_reference(config.motion, grf=config.grf, half_cycle=config.half_cycle,
+                                      duration=config.episode_seconds + 1.0, data_dir=config.data_dir)
+        self.reference = ReferenceTable(self.model, reference, config.sim_rate)
+        self.max_steps = int(round(config.episode_seconds * config.control_rate))
+        needed = (self.max_steps + max(config.lookahead) + 1) * self.frame_skip
+        self.n_start_phases = min(int(self.reference.period * config.sim_rate), len(self.reference.time) - needed)
+        if self.n_start_phases < 1:
+            raise KinesisNeuroError("the reference motion is shorter than an episode")
+        self._bodies = self.reference.bodies
+        self._foot_sensors = [self.model.sensor(f"{s}_foot").id for s in ("r", "l")]
+        self._length_range = self.model.actuator_lengthrange.copy()
+        self._l0 = (self._length_range[:, 1] - self._length_range[:, 0]) / (
+            self.model.actuator_gainprm[:, 1] - self.model.actuator_gainprm[:, 0])
+        n_obs = self._observation_size()
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (n_obs,), np.float64)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (self.model.nu,), np.float32)
+        self.recorder = None
+        self._start = 0
+        self._step = 0
+
+    # -- hooks for redundancy studies ---------------------------------------------------------
+    def set_ablation(self, muscles) -> None:
+        """Silence ``muscles`` (names or group names like ``quadriceps_r``): zero excitation/activation."""
+        self._mask[:] = 1.0
+        for name in self._resolve(muscles):
+            self._mask[self.muscles.index(name)] = 0.0
+
+    def set_weakness(self, factors: dict[str, float]) -> None:
+        """Scale the max isometric force of muscles (or groups) by a factor in [0, 1]."""
+        self.model.actuator_gainprm[:, 2] = self._f_max
+        self.model.actuator_biasprm[:, 2] = self._f_max
+        for key, factor in factors.items():
+            if not 0.0 <= factor <= 1.0:
+                raise KinesisNeuroError(f"weakness factor for {key!r} must be in [0, 1], got {factor}")
+            for name in self._resolve([key]):
+                i = self.muscles.index(name)
+                self.model.actuator_gainprm[i, 2] = self.model.actuator_biasprm[i, 2] = self._f_max[i] * factor
+
+    def _resolve(self, names) -> list[str]:
+        groups = mdl.muscle_groups(self.model) if names else {}
+        out = []
+        for name in names:
+            if name in self.muscles:
+                out.append(name)
+            elif name in groups:
+                out.extend(groups[name])
+            else:
+                raise KinesisNeuroError(f"unknown muscle or group {name!r}; muscles: {self.muscles}; "
+                                        f"groups: {sorted(groups)}")
+        return out
+
+    # -- exact save and restore (for resumable training) ----------------------------------------
+    @property
+    def state(self) -> dict:
+        """Everything the next step depends on: MuJoCo integration state, episode position, RNG."""
+        spec = mujoco.mjtState.mjSTATE_INTEGRATION
+        physics = np.zeros(mujoco.mj_stateSize(self.model, spec))
+        mujoco.mj_getState(self.model, self.data, physics, spec)
+        return {"physics": physics, "start": self._start, "step": self._step,
+                "rng": self.np_random.bit_generator.state}
+
+    @state.setter
+    def state(self, value: dict) -> None:
+        mujoco.mj_setState(self.model, self.data, np.asarray(value["physics"], dtype=float),
+                           mujoco.mjtState.mjSTATE_INTEGRATION)
+        mujoco.mj_forward(self.model, self.data)
+        self._start, self._step = int(value["start"]), int(value["step"])
+        self.np_random.bit_generator.state = value["rng"]
+
+    # -- Gymnasium API -------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        options = options or {}
+        self._start = int(options.get("start", self.np_random.integers(self.n_start_phases)))
+        self._step = 0
+        d = self.data
+        mujoco.mj_resetData(self.model, d)
+        d.qpos[:], d.qvel[:] = self.reference.qpos[self._start], self.reference.qvel[self._start]
+        mujoco.mj_forward(self.model, d)
+        if self.recorder is not None:
+            self.recorder.reset(self)
+        return self._observation(), self._info(0.0)
+
+    def step(self, action):
+        action = np.clip(np.asarray(action, dtype=float), -1.0, 1.0)
+        if self.config.control_mode == "direct":
+            self._excitation = 0.5 * (action + 1.0) * self._mask
+            self.data.ctrl[:] = self._excitation
+            mujoco.mj_step(self.model, self.data, nstep=self.frame_skip)
+        else:
+            target = self._length_range[:, 0] + 0.5 * (action + 1.0) * (self._length_range[:, 1] -
+                                                                          self._length_range[:, 0])
+            for _ in range(self.frame_skip):
+                mujoco.mj_step1(self.model, self.data)
+                self._excitation = self._target_length_activation(target)
+                self.data.act[:] = self.data.ctrl[:] = self._excitation
+                mujoco.mj_step2(self.model, self.data)
+        self._step += 1
+        distance, reward, terms = self._reward()
+        terminated = bool(distance > self.config.termination_distance or not np.isfinite(self.data.qpos).all())
+        truncated = self._step >= self.max_steps
+        if self.recorder is not None:
+            self.recorder.append(self)
+        return self._observation(), reward, terminated, truncated, self._info(distance, terms)
+
+    def _target_length_activation(self, target: np.ndarray) -> np.ndarray:
+        """KINESIS 'PD' control: force = clip(kp (L* - L) - kd v, -Fmax, 0), kp = 5 Fmax, kd = 0.1 kp,
+        turned into the activation that makes MuJoCo's muscle produce it (force = gain act + bias)."""
+        d, f_max = self.data, self.model.actuator_gainprm[:, 2]
+        kp = 5.0 * f_max
+        force = np.minimum(np.maximum(kp * (target - d.actuator_length - 0.1 * d.actuator_velocity), -f_max), 0.0)
+        d.act[:] = 0.0
+        mujoco.mj_fwdActuation(self.model, d)
+        bias = d.actuator_force.copy()
+        d.act[:] = 1.0
+        mujoco.mj_fwdActuation(self.model, d)
+        gain = d.actuator_force - bias
+        act = (force - bias) / np.minimum(gain, -1e-9)  # gain < 0 for every muscle with a force-length overlap
+        return np.minimum(np.maximum(act, 0.0), 1.0) * self._mask
+
+    # -- observation and reward ------------------------------------------------------------------
+    def _ref_index(self, ahead: int = 0) -> int:
+        return self._start + (self._step + ahead) * self.frame_skip
+
+    def _heading(self) -> np.ndarray:
+        """World-to-heading rotation: yaw of the pelvis forward (local x) axis removed."""
+        fwd = self.data.xmat[self._bodies[0]].reshape(3, 3)[:, 0]
+        yaw = np.arctan2(fwd[1], fwd[0])
+        c, s = np.cos(yaw), np.sin(yaw)
+        return np.array([[c, s, 0.0], [-s, c, 0.0], [0.0, 0.0, 1.0]])
+
+    def _observation_size(self) -> int:
+        n = len(TRACKED_BODIES)
+        size = 1 + 3 + 3 * (n - 1) + 6 * n + 3 * n + 3 * n + 2 + 3 * n + 3 * n * len(self.config.lookahead)
+        return size + (3 * self.model.nu if self.config.muscle_observations else 0)
+
+    def _observation(self) -> np.ndarray:
+        d, heading = self.data, self._heading()
+        xpos = d.xpos[self._bodies]
+        root = xpos[0]
+        pelvis_rot = d.xmat[self._bodies[0]].reshape(3, 3)
+        rot = heading @ d.xmat[self._bodies].reshape(-1, 3, 3)
+        vel = body_linear_velocity(self.model, d, self._bodies) @ heading.T
+        ang = d.cvel[self._bodies, :3] @ heading.T
+        contact = (d.sensordata[self._foot_sensors] > 0).astype(float)
+        i = self._ref_index()
+        parts = [
+            [root[2]],
+            pelvis_rot.T @ np.array([0.0, 0.0, -1.0]),
+            ((xpos[1:] - root) @ heading.T).ravel(),
+            rot[:, :, :2].reshape(-1),
+            vel.ravel(),
+            ang.ravel(),
+            contact,
+            ((self.reference.xpos[i] - xpos) @ heading.T).ravel(),
+        ]
+        for ahead in self.config.lookahead:
+            parts.append(((self.reference.xpos[self._ref_index(ahead)] - root) @ heading.T).ravel())
+        if self.config.muscle_observations:
+            parts += [d.actuator_length / self._l0, d.actuator_velocity / self._l0,
+                      d.actuator_force / self.model.actuator_gainprm[:, 2].clip(1e-9)]
+        return np.concatenate(parts)
+
+    def _reward(self) -> tuple[float, float, dict]:
+        c, d = self.config, self.data
+        i = self._ref_index()
+        diff = self.reference.xpos[i] - d.xpos[self._bodies]
+        distance = float(np.linalg.norm(diff, axis=1).mean())
+        vdiff = self.reference.xvel[i] - body_linear_velocity(self.model, d, self._bodies)
+        terms = {
+            "position": float(np.exp(-c.k_pos * np.mean(np.sum(diff**2, axis=1)))),
+            "velocity": float(np.exp(-c.k_vel * np.mean(np.sum(vdiff**2, axis=1)))),
+            "upright": float(np.clip(d.xmat[self._bodies[0]].reshape(3, 3)[2, 1], 0.0, 1.0)),
+            "energy": float(np.exp(-c.k_energy * np.sum(d.act**2))),
+        }
+        reward = (c.w_pos * terms["position"] + c.w_vel * terms["velocity"] + c.w_upright * terms["upright"]
+                  + c.w_energy * terms["energy"])
+        return distance, float(reward), terms
+
+    def _info(self, distance: float, terms: dict | None = None) -> dict:
+        return {"tracking_error": distance, "reference_time": float(self.reference.time[self._ref_index()]),
+                **({f"reward_{k}": v for k, v in terms.items()} if terms else {})}

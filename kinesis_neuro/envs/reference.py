@@ -1,0 +1,72 @@
+"""Reference motions for imitation: a real walking trial turned into a long periodic walk."""
+
+from __future__ import annotations
+
+import math
+
+import mujoco
+import numpy as np
+
+from kinesis_neuro import emg, motion
+from kinesis_neuro.errors import ProcessingError
+
+TRACKED_BODIES = ("pelvis", "femur_r", "tibia_r", "calcn_r", "toes_r", "femur_l", "tibia_l", "calcn_l", "toes_l")
+
+
+def walking_reference(source: str = "moco-walk", *, grf: str | None = "moco-walk/grf_walk.mot",
+                      half_cycle: tuple[float, float] | None = None, duration: float = 12.0,
+                      blend: float = 0.1, data_dir=None) -> motion.Motion:
+    """A periodic walk at least ``duration`` s long from OpenSim coordinates.
+
+    The half cycle from a heel strike of one foot to the next heel strike of the other (from
+    ``grf`` events, or given as ``half_cycle`` in s) is mirrored into one symmetric stride and
+    repeated with the root carried forward.
+    """
+    trial = motion.from_opensim(source, data_dir=data_dir)
+    if half_cycle is None:
+        if grf is None:
+            raise ProcessingError("give half_cycle=(start, stop) in s, or a GRF file to find heel strikes in")
+        events = emg.read_events(grf, data_dir=data_dir)
+        strikes = events[(events.event == "heel_strike") & (events.time > trial.time[0])
+                         & (events.time < trial.time[-1])].sort_values("time")
+        pairs = [(a, b) for (_, a), (_, b) in zip(strikes.iterrows(), strikes.iloc[1:].iterrows()) if a.side != b.side]
+        if not pairs:
+            raise ProcessingError(f"{grf}: no heel strikes of both feet inside the coordinates' time range "
+                                  f"{trial.time[0]:g}-{trial.time[-1]:g} s")
+        half_cycle = (float(pairs[0][0].time), float(pairs[0][1].time))
+    stride = motion.mirrored_stride(trial, *half_cycle, blend=blend)
+    walk = motion.periodic(stride, max(2, math.ceil(duration / stride.duration) + 1), blend=blend)
+    walk.attrs.update(half_cycle_s=list(half_cycle), source=str(source))
+    return walk
+
+
+class ReferenceTable:
+    """Reference states and tracked-body kinematics tabulated at the simulation rate."""
+
+    def __init__(self, model: mujoco.MjModel, reference: motion.Motion, rate: float):
+        self.rate = rate
+        self.time = reference.time[0] + np.arange(int(reference.duration * rate)) / rate
+        self.qpos, self.qvel, _ = reference.states(model, self.time)
+        self.bodies = np.array([model.body(b).id for b in TRACKED_BODIES])
+        data = mujoco.MjData(model)
+        n = len(self.time)
+        self.xpos = np.zeros((n, len(self.bodies), 3))
+        self.xmat = np.zeros((n, len(self.bodies), 3, 3))
+        self.xvel = np.zeros((n, len(self.bodies), 3))
+        for i in range(n):
+            data.qpos[:], data.qvel[:] = self.qpos[i], self.qvel[i]
+            mujoco.mj_kinematics(model, data)
+            mujoco.mj_comPos(model, data)
+            mujoco.mj_comVel(model, data)
+            self.xpos[i] = data.xpos[self.bodies]
+            self.xmat[i] = data.xmat[self.bodies].reshape(-1, 3, 3)
+            self.xvel[i] = body_linear_velocity(model, data, self.bodies)
+        self.period = float(reference.attrs.get("stride_period_s", reference.duration))
+
+
+def body_linear_velocity(model: mujoco.MjModel, data: mujoco.MjData, bodies: np.ndarray) -> np.ndarray:
+    """World-frame linear velocity (m/s) of body origins from MuJoCo's com-based ``cvel``."""
+    w, v = data.cvel[bodies, :3], data.cvel[bodies, 3:]
+    r = data.xpos[bodies] - data.subtree_com[model.body_rootid[bodies]]
+    return v + np.stack([w[:, 1] * r[:, 2] - w[:, 2] * r[:, 1], w[:, 2] * r[:, 0] - w[:, 0] * r[:, 2],
+                         w[:, 0] * r[:, 1] - w[:, 1] * r[:, 0]], axis=1)  # v + w x r (np.cross is slow)

@@ -1,0 +1,358 @@
+"""PPO for the MyoLegs imitation environment, in one readable file (in the style of CleanRL).
+
+Rollouts run in parallel worker processes (one environment and MuJoCo model each, one thread
+each); the learner keeps a running observation normaliser, a Gaussian policy with a
+state-independent log-std and a separate value network. Checkpoints are written atomically and
+hold everything needed to continue exactly: networks, optimizer, normaliser, every RNG and the
+state of every environment.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from kinesis_neuro.envs import ImitationConfig, MyoLegsImitationEnv
+from kinesis_neuro.errors import KinesisNeuroError
+
+CHECKPOINT = "checkpoint.pt"
+LOG = "training_log.csv"
+
+
+@dataclass
+class PPOConfig:
+    """PPO hyper-parameters (steps are control steps summed over workers)."""
+
+    total_steps: int = 1_000_000
+    workers: int = 2
+    rollout_steps: int = 2048  # per worker and update
+    epochs: int = 5
+    minibatches: int = 4
+    learning_rate: float = 1e-4
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip: float = 0.2
+    value_coef: float = 0.5
+    entropy_coef: float = 0.0
+    max_grad_norm: float = 0.5
+    target_kl: float | None = 0.05  # stop the epochs of an update once the mean KL exceeds this
+    init_log_std: float = -1.0
+    hidden: tuple[int, ...] = (512, 256)
+    seed: int = 0
+    checkpoint_every: int = 10  # updates
+    env: dict = field(default_factory=dict)  # ImitationConfig overrides
+
+
+class RunningNorm(nn.Module):
+    """Running mean/variance of observations (parallel Welford), applied as (x - mean) / std, clipped."""
+
+    def __init__(self, size: int, clip: float = 10.0):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(size, dtype=torch.float64))
+        self.register_buffer("var", torch.ones(size, dtype=torch.float64))
+        self.register_buffer("count", torch.tensor(1e-4, dtype=torch.float64))
+        self.clip = clip
+
+    def update(self, x: torch.Tensor) -> None:
+        x = x.to(torch.float64)
+        batch_mean, batch_var, n = x.mean(0), x.var(0, unbiased=False), x.shape[0]
+        delta, total = batch_mean - self.mean, self.count + n
+        self.mean += delta * n / total
+        self.var = (self.var * self.count + batch_var * n + delta**2 * self.count * n / total) / total
+        self.count = total
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = (x.to(torch.float64) - self.mean) / torch.sqrt(self.var + 1e-8)
+        return z.clamp(-self.clip, self.clip).to(torch.float32)
+
+
+def mlp(sizes: list[int], out_gain: float) -> nn.Sequential:
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        linear = nn.Linear(a, b)
+        last = i == len(sizes) - 2
+        nn.init.orthogonal_(linear.weight, out_gain if last else np.sqrt(2))
+        nn.init.zeros_(linear.bias)
+        layers += [linear] if last else [linear, nn.Tanh()]
+    return nn.Sequential(*layers)
+
+
+class ActorCritic(nn.Module):
+    """Gaussian policy (mean from an MLP, state-independent log-std) and value MLP on normalised obs."""
+
+    def __init__(self, n_obs: int, n_act: int, hidden=(512, 256), init_log_std: float = -1.0):
+        super().__init__()
+        self.norm = RunningNorm(n_obs)
+        self.actor = mlp([n_obs, *hidden, n_act], out_gain=0.01)
+        self.critic = mlp([n_obs, *hidden, 1], out_gain=1.0)
+        self.log_std = nn.Parameter(torch.full((n_act,), float(init_log_std)))
+
+    def distribution(self, obs: torch.Tensor) -> torch.distributions.Normal:
+        return torch.distributions.Normal(self.actor(self.norm(obs)), self.log_std.exp())
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.critic(self.norm(obs)).squeeze(-1)
+
+
+def _make_env(env_config: dict, seed: int):
+    def thunk():
+        env = MyoLegsImitationEnv(ImitationConfig(**env_config))
+        env.reset(seed=seed)
+        return env
+    return thunk
+
+
+def _to_tensors(obj):
+    """Nested numpy arrays -> tensors, so checkpoints load with ``torch.load(weights_only=True)``."""
+    if isinstance(obj, dict):
+        return {k: _to_tensors(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_to_tensors(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(obj.copy())
+    return obj
+
+
+def _to_numpy(obj):
+    if isinstance(obj, dict):
+        return {k: _to_numpy(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_to_numpy(v) for v in obj]
+    if isinstance(obj, torch.Tensor):
+        return obj.numpy()
+    return obj
+
+
+def save_checkpoint(path: Path, payload: dict) -> None:
+    """Write atomically: a temporary file in the same folder, then rename over the old checkpoint."""
+    tmp = path.with_suffix(".tmp")
+    torch.save(_to_tensors(payload), tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A checkpoint written by :func:`save_checkpoint` (tensors and plain data only: no code runs)."""
+    try:
+        return torch.load(path, weights_only=True)
+    except (OSError, RuntimeError, EOFError) as err:
+        raise KinesisNeuroError(f"{path}: cannot load the training checkpoint ({err})") from err
+
+
+class Trainer:
+    """One PPO run writing into ``out`` (config, checkpoint, CSV log)."""
+
+    def __init__(self, config: PPOConfig, out: str | Path, resume: bool = False):
+        self.out = Path(out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        checkpoint = None
+        if resume:
+            if not (self.out / CHECKPOINT).exists():
+                raise KinesisNeuroError(f"--resume: no {CHECKPOINT} in {self.out}")
+            checkpoint = load_checkpoint(self.out / CHECKPOINT)
+            saved = dict(checkpoint["config"])
+            saved["total_steps"] = config.total_steps  # the only setting a resumed run may change
+            saved["hidden"] = tuple(saved["hidden"])
+            config = PPOConfig(**saved)
+        self.config = config
+        (self.out / "config.json").write_text(json.dumps(asdict(config), indent=2))
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
+        self._seed(config.seed)
+        from gymnasium.vector import AsyncVectorEnv, AutoresetMode
+
+        self.envs = AsyncVectorEnv([_make_env(config.env, config.seed + i) for i in range(config.workers)],
+                                   context="spawn", autoreset_mode=AutoresetMode.SAME_STEP)
+        n_obs, n_act = self.envs.single_observation_space.shape[0], self.envs.single_action_space.shape[0]
+        self.agent = ActorCritic(n_obs, n_act, config.hidden, config.init_log_std)
+        self.optimizer = torch.optim.Adam(self.agent.parameters(), lr=config.learning_rate, eps=1e-5)
+        self.update, self.global_step = 0, 0
+        self.obs, _ = self.envs.reset(seed=config.seed)
+        self.episode_return = np.zeros(config.workers)
+        self.episode_length = np.zeros(config.workers, dtype=int)
+        if checkpoint is not None:
+            self._restore(checkpoint)
+        self.stop_requested = False
+
+    @staticmethod
+    def _seed(seed: int) -> None:
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def _payload(self) -> dict:
+        return {
+            "config": asdict(self.config), "update": self.update, "global_step": self.global_step,
+            "agent": self.agent.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1],
+                    "numpy_pos": int(np.random.get_state()[2]), "python": list(random.getstate()[1])},
+            "envs": list(self.envs.get_attr("state")), "obs": self.obs,
+            "episode_return": self.episode_return, "episode_length": self.episode_length,
+        }
+
+    def save(self) -> Path:
+        path = self.out / CHECKPOINT
+        save_checkpoint(path, self._payload())
+        return path
+
+    def _restore(self, ckpt: dict) -> None:
+        self.update, self.global_step = int(ckpt["update"]), int(ckpt["global_step"])
+        self.agent.load_state_dict(ckpt["agent"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        np.random.set_state(("MT19937", ckpt["rng"]["numpy"].numpy(), ckpt["rng"]["numpy_pos"], 0, 0.0))
+        random.setstate((3, tuple(int(v) for v in ckpt["rng"]["python"]), None))
+        self.envs.set_attr("state", _to_numpy(ckpt["envs"]))
+        self.obs = ckpt["obs"].numpy()
+        self.episode_return = ckpt["episode_return"].numpy()
+        self.episode_length = ckpt["episode_length"].numpy()
+
+    # -- one PPO iteration --------------------------------------------------------------------------
+    def collect(self) -> tuple[dict, dict]:
+        """Roll out ``rollout_steps`` per worker; returns the batch and episode statistics."""
+        c, T, N = self.config, self.config.rollout_steps, self.config.workers
+        obs = torch.zeros((T, N, self.obs.shape[1]))
+        actions = torch.zeros((T, N, self.envs.single_action_space.shape[0]))
+        logprobs, rewards, dones, values = (torch.zeros((T, N)) for _ in range(4))
+        bootstrap = torch.zeros((T, N))  # value of the final obs of truncated episodes
+        finished = {"return": [], "length": [], "tracking_error": []}
+        for t in range(T):
+            o = torch.as_tensor(self.obs, dtype=torch.float32)
+            with torch.no_grad():
+                dist = self.agent.distribution(o)
+                action = dist.sample()
+                values[t] = self.agent.value(o)
+            obs[t], actions[t], logprobs[t] = o, action, dist.log_prob(action).sum(-1)
+            self.obs, reward, terminated, truncated, info = self.envs.step(action.numpy())
+            rewards[t] = torch.as_tensor(reward, dtype=torch.float32)
+            done = terminated | truncated
+            dones[t] = torch.as_tensor(done, dtype=torch.float32)
+            self.episode_return += reward
+            self.episode_length += 1
+            for i in np.flatnonzero(done):
+                if truncated[i] and not terminated[i]:
+                    with torch.no_grad():
+                        final = torch.as_tensor(info["final_obs"][i], dtype=torch.float32)[None]
+                        bootstrap[t, i] = self.agent.value(final)[0]
+                finished["return"].append(float(self.episode_return[i]))
+                finished["length"].append(int(self.episode_length[i]))
+                finished["tracking_error"].append(float(info["final_info"]["tracking_error"][i]))
+                self.episode_return[i], self.episode_length[i] = 0.0, 0
+            self.global_step += N
+        with torch.no_grad():
+            next_value = self.agent.value(torch.as_tensor(self.obs, dtype=torch.float32))
+        advantages = torch.zeros((T, N))
+        gae = torch.zeros(N)
+        for t in reversed(range(T)):
+            following = next_value if t == T - 1 else values[t + 1]
+            target = rewards[t] + c.gamma * (bootstrap[t] + (1 - dones[t]) * following)
+            delta = target - values[t]
+            gae = delta + c.gamma * c.gae_lambda * (1 - dones[t]) * gae
+            advantages[t] = gae
+        batch = {"obs": obs.reshape(T * N, -1), "actions": actions.reshape(T * N, -1),
+                 "logprobs": logprobs.reshape(-1), "advantages": advantages.reshape(-1),
+                 "returns": (advantages + values).reshape(-1), "values": values.reshape(-1)}
+        return batch, finished
+
+    def learn(self, batch: dict) -> dict:
+        """PPO epochs over shuffled minibatches; returns the mean losses of the last epoch."""
+        c = self.config
+        size = batch["obs"].shape[0]
+        mb = size // c.minibatches
+        stats = {}
+        for _ in range(c.epochs):
+            order = torch.randperm(size)
+            epoch = {"policy_loss": [], "value_loss": [], "entropy": [], "approx_kl": [], "clipfrac": []}
+            for start in range(0, size - mb + 1, mb):
+                idx = order[start:start + mb]
+                dist = self.agent.distribution(batch["obs"][idx])
+                logprob = dist.log_prob(batch["actions"][idx]).sum(-1)
+                ratio = (logprob - batch["logprobs"][idx]).exp()
+                adv = batch["advantages"][idx]
+                adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                policy_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - c.clip, 1 + c.clip)).mean()
+                value_loss = 0.5 * ((self.agent.value(batch["obs"][idx]) - batch["returns"][idx]) ** 2).mean()
+                entropy = dist.entropy().sum(-1).mean()
+                loss = policy_loss + c.value_coef * value_loss - c.entropy_coef * entropy
+                self.optimizer.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(self.agent.parameters(), c.max_grad_norm)
+                self.optimizer.step()
+                with torch.no_grad():
+                    epoch["policy_loss"].append(policy_loss.item())
+                    epoch["value_loss"].append(value_loss.item())
+                    epoch["entropy"].append(entropy.item())
+                    epoch["approx_kl"].append(((ratio - 1) - (logprob - batch["logprobs"][idx])).mean().item())
+                    epoch["clipfrac"].append(((ratio - 1).abs() > c.clip).float().mean().item())
+            stats = {k: float(np.mean(v)) for k, v in epoch.items()}
+            if c.target_kl is not None and stats["approx_kl"] > c.target_kl:
+                break
+        self.agent.norm.update(batch["obs"])  # after the epochs: the ratios above use the rollout's normalisation
+        residual = batch["returns"] - batch["values"]
+        stats["explained_variance"] = float(1 - residual.var() / (batch["returns"].var() + 1e-8))
+        stats["action_std"] = float(self.agent.log_std.detach().exp().mean())
+        return stats
+
+    # -- the loop ---------------------------------------------------------------------------------------
+    def run(self, progress: bool = True) -> list[dict]:
+        """Train until ``total_steps``; checkpoints every ``checkpoint_every`` updates and on SIGINT/SIGTERM."""
+        from tqdm.auto import tqdm
+
+        c = self.config
+        handlers = {s: signal.signal(s, self._request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        log_path = self.out / LOG
+        new_log = not log_path.exists() or self.update == 0
+        history = []
+        bar = tqdm(total=c.total_steps, initial=min(self.global_step, c.total_steps), unit="step",
+                   disable=not progress, dynamic_ncols=True)
+        try:
+            with open(log_path, "w" if new_log else "a", newline="") as fh:
+                writer = None
+                while self.global_step < c.total_steps and not self.stop_requested:
+                    started = time.time()
+                    batch, finished = self.collect()
+                    stats = self.learn(batch)
+                    self.update += 1
+                    elapsed = time.time() - started
+                    row = {"update": self.update, "global_step": self.global_step,
+                           "samples_per_s": c.rollout_steps * c.workers / elapsed,
+                           "episodes": len(finished["length"]),
+                           "episode_length": float(np.mean(finished["length"])) if finished["length"] else np.nan,
+                           "episode_return": float(np.mean(finished["return"])) if finished["return"] else np.nan,
+                           "tracking_error_m": float(np.mean(finished["tracking_error"]))
+                           if finished["tracking_error"] else np.nan,
+                           **stats, "wall_time_s": time.time()}
+                    history.append(row)
+                    if writer is None:
+                        writer = csv.DictWriter(fh, fieldnames=list(row))
+                        if new_log:
+                            writer.writeheader()
+                    writer.writerow(row)
+                    fh.flush()
+                    bar.update(c.rollout_steps * c.workers)
+                    bar.set_postfix(sps=f"{row['samples_per_s']:.0f}", ep_len=f"{row['episode_length']:.0f}",
+                                    ret=f"{row['episode_return']:.1f}", err=f"{row['tracking_error_m']:.3f}")
+                    if self.update % c.checkpoint_every == 0:
+                        self.save()
+            self.save()
+        finally:
+            bar.close()
+            for s, h in handlers.items():
+                signal.signal(s, h)
+        return history
+
+    def _request_stop(self, signum, frame) -> None:
+        self.stop_requested = True
+
+    def close(self) -> None:
+        self.envs.close()
