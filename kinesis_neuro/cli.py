@@ -67,6 +67,50 @@ def _emg_process(args) -> None:
         print(f"saved: {storage.save(result, args.out)}")
 
 
+def _simulate(args) -> None:
+    from kinesis_neuro import compare, emg
+    from kinesis_neuro.simulate import static_optimisation_recording
+
+    recording = static_optimisation_recording(args.motion, args.grf, exponent=args.exponent,
+                                              reserves=args.reserves, data_dir=args.data_dir)
+    recording.save(args.out)
+    attrs = recording.data.attrs
+    print(f"{recording.data.sizes['time']} frames, {attrs['wall_time_s']:.1f} s wall time, max leg-joint "
+          f"residual {attrs['max_leg_residual_n_m']:.2e} N m, max root residual force "
+          f"{float(abs(recording.data.root_residual_force).max()):.0f} N; saved {args.out}")
+    if args.emg:
+        signal = emg.read(args.emg, data_dir=args.data_dir)
+        raw = compare.timeseries_correlation(recording.muscle_activation(), signal, side=args.side)
+        lagged = compare.timeseries_correlation(recording.muscle_activation(),
+                                                compare.emg_through_activation_dynamics(signal), side=args.side)
+        table = raw[["muscles", "r"]].assign(r_emg_activation_dynamics=lagged.r)
+        print(f"Pearson r, simulated activation vs EMG ({args.side} leg, {raw.attrs['window_s'][0]:g}-"
+              f"{raw.attrs['window_s'][1]:g} s):")
+        print(table.to_string(float_format=lambda v: f"{v:.3f}"))
+        print(f"median r: {raw.r.median():.3f} (EMG through activation dynamics: {lagged.r.median():.3f})")
+
+
+def _motion_check(args) -> None:
+    import json
+
+    from kinesis_neuro import dynamics, emg, motion, motion_check
+    from kinesis_neuro import model as mdl
+
+    model = mdl.load_model()
+    walk = motion.from_opensim(args.motion, data_dir=args.data_dir)
+    grf = dynamics.grf_from_opensim(args.grf, data_dir=args.data_dir)
+    report = motion_check.check_motion(model, walk, grf, emg.read_events(args.grf, data_dir=args.data_dir))
+    for side, r in report.items():
+        print(f"{side:>5}: stance slip mean {r['stance_slip_mean_m_s']:.3f} m/s (95th pct "
+              f"{r['stance_slip_p95_m_s']:.3f}); lowest foot point in stance p5/p50/p95 "
+              f"{r['stance_height_p5_m']:.3f}/{r['stance_height_p50_m']:.3f}/{r['stance_height_p95_m']:.3f} m, "
+              f"max penetration {r['penetration_max_m']:.3f} m; heel strikes GRF "
+              f"{', '.join(f'{t:.3f}' for t in r['heel_strikes_grf_s'])} s vs kinematics "
+              f"{', '.join(f'{t:.3f}' for t in r['heel_strikes_kinematic_s'])} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+
+
 def _train(args) -> None:
     from kinesis_neuro.train import PPOConfig, Trainer
 
@@ -111,6 +155,25 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", help="output .nc or .zarr")
     pr.add_argument("--plot", help="figure of the mean cycles (.png/.pdf)")
     pr.set_defaults(func=_emg_process)
+
+    si = sub.add_parser("simulate", help="muscle activations of a real walking trial (static optimisation)")
+    si.add_argument("--controller", default="static-opt", choices=["static-opt"])
+    si.add_argument("--motion", default="moco-walk", help="dataset or OpenSim coordinates file")
+    si.add_argument("--grf", default="moco-walk/grf_walk.mot", help="OpenSim GRF .mot (dataset file or path)")
+    si.add_argument("--exponent", type=float, default=2.0, help="minimise sum a^exponent")
+    si.add_argument("--reserves", type=float, help="reserve torque actuators of this max torque (N m)")
+    si.add_argument("--emg", help="EMG to correlate with (e.g. moco-walk)")
+    si.add_argument("--side", default="right")
+    si.add_argument("--out", required=True, help="recording .nc")
+    si.set_defaults(func=_simulate)
+
+    mo = sub.add_parser("motion", help="reference motions")
+    mo_sub = mo.add_subparsers(dest="motion_command", required=True)
+    mc = mo_sub.add_parser("check", help="foot slip, floor penetration and heel strikes of a motion on MyoLegs")
+    mc.add_argument("--motion", default="moco-walk")
+    mc.add_argument("--grf", default="moco-walk/grf_walk.mot")
+    mc.add_argument("--json", help="also write the report as JSON")
+    mc.set_defaults(func=_motion_check)
 
     tr = sub.add_parser("train", help="train a muscle policy to imitate a walking trial (PPO)")
     tr.add_argument("--motion", default="moco-walk", help="dataset or OpenSim coordinates file")
