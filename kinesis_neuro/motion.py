@@ -172,7 +172,7 @@ def from_opensim(source: str | os.PathLike = "moco-walk", *, filter_hz: float | 
     return Motion(coords, attrs)
 
 
-LATERAL_MIRRORED = ("pelvis_list", "pelvis_rotation")  # roll and yaw change sign in a left-right mirror
+LATERAL_MIRRORED = ("pelvis_list", "pelvis_rotation", "lumbar_bending", "lumbar_rotation")  # roll, yaw: sign flips
 CARRIED = ("pelvis_tx", "pelvis_tz")  # root translation carried forward from one segment to the next
 
 

@@ -80,3 +80,35 @@ def test_inverse_dynamics_without_grf_needs_root_forces(model, walk, grf):
     weight = model.body_subtreemass[0] * 9.81
     assert float(without.residual_force.sel(axis="z").mean()) == pytest.approx(weight, rel=0.1)
     assert abs(float(with_grf.residual_force.sel(axis="z").mean())) < 0.2 * weight
+
+
+def test_mirror_swaps_legs_and_negates_lateral(walk):
+    coords = walk.coordinate_values()
+    mirrored = motion.mirror(coords)
+    np.testing.assert_array_equal(mirrored.sel(coordinate="hip_flexion_r"), coords.sel(coordinate="hip_flexion_l"))
+    np.testing.assert_array_equal(mirrored.sel(coordinate="pelvis_list"), -coords.sel(coordinate="pelvis_list"))
+    np.testing.assert_array_equal(mirrored.sel(coordinate="pelvis_tilt"), coords.sel(coordinate="pelvis_tilt"))
+
+
+def test_periodic_walk_from_mirrored_half_cycle(model, walk):
+    stride = motion.mirrored_stride(walk, 0.8355, 1.4112)
+    assert stride.duration == pytest.approx(2 * (1.4112 - 0.8355), abs=2e-3)
+    long = motion.periodic(stride, 4)
+    assert long.duration == pytest.approx(4 * stride.duration, abs=1e-9)
+    legs = [f"{j}_{s}" for s in "rl" for j in ("hip_flexion", "hip_adduction", "hip_rotation", "knee_angle",
+                                                 "ankle_angle")]
+    raw_seam = np.abs(motion.mirror(walk.coordinate_values(0.8355)).sel(coordinate=legs).values
+                      - walk.coordinate_values(1.4112).sel(coordinate=legs).values).max()
+    assert raw_seam > 0.1  # mirrored left heel strike differs from the right one by > 0.1 rad somewhere
+    step = np.abs(np.diff(long.coordinate_values().sel(coordinate=legs).values, axis=0)).max()
+    assert step < 0.2 * raw_seam  # seams smoothed: no jumps (1 ms samples)
+    # one stride later every joint angle repeats and the pelvis has moved forward by one stride length
+    t = np.array([0.3, 0.6])
+    a, b = (long.coordinate_values(x).drop_vars("time") for x in (t, t + stride.duration))
+    np.testing.assert_allclose(b.sel(coordinate="knee_angle_r"), a.sel(coordinate="knee_angle_r"), atol=1e-9)
+    advance = b.sel(coordinate="pelvis_tx") - a.sel(coordinate="pelvis_tx")
+    assert np.allclose(advance, advance[0]) and 1.2 < float(advance[0]) < 1.6
+    np.testing.assert_allclose(b.sel(coordinate="pelvis_tz"), a.sel(coordinate="pelvis_tz"), atol=1e-9)
+    # half a stride later the legs have swapped
+    h = long.coordinate_values(t + stride.duration / 2).drop_vars("time")
+    np.testing.assert_allclose(h.sel(coordinate="knee_angle_l"), a.sel(coordinate="knee_angle_r"), atol=0.05)
