@@ -127,6 +127,44 @@ def _train(args) -> None:
     print(f"{trainer.global_step} steps, {trainer.update} updates; checkpoint: {Path(args.out) / 'checkpoint.pt'}")
 
 
+def _parse_weaken(items) -> dict[str, float]:
+    out = {}
+    for item in items or []:
+        name, sep, factor = item.rpartition(":")
+        try:
+            out[name] = float(factor)
+        except ValueError:
+            raise KinesisNeuroError(f"--weaken takes MUSCLE:FACTOR (e.g. soleus_r:0.5), got {item!r}") from None
+        if not sep or not name:
+            raise KinesisNeuroError(f"--weaken takes MUSCLE:FACTOR (e.g. soleus_r:0.5), got {item!r}")
+    return out
+
+
+def _rollout(args) -> None:
+    from kinesis_neuro import policies
+    from kinesis_neuro.rollout import rollout
+
+    policy = policies.load(args.policy)
+    overrides = {"motion": args.motion} if args.motion else {}
+    if args.data_dir:
+        overrides["data_dir"] = args.data_dir
+    metrics, recording = rollout(policy, episodes=args.episodes, seed=args.seed, ablate=args.ablate or (),
+                                 weaken=_parse_weaken(args.weaken), deterministic=not args.stochastic, **overrides)
+    print(metrics.to_string(float_format=lambda v: f"{v:.3f}"))
+    full = (~metrics.terminated_early).sum()
+    print(f"{full}/{len(metrics)} episodes without early termination; mean tracking error "
+          f"{metrics.tracking_error_m.mean():.3f} m")
+    if args.out:
+        recording.save(args.out)
+        print(f"saved {args.out}: {recording.summary()}")
+
+
+def _export_policy(args) -> None:
+    from kinesis_neuro import policies
+
+    print(f"policy written to {policies.export(args.run, args.out)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kinesis-neuro", description=__doc__)
     parser.add_argument("--version", action="version", version=f"kinesis-neuro {__version__}")
@@ -186,6 +224,22 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--resume", action="store_true", help="continue exactly from the run's checkpoint")
     tr.add_argument("--no-progress", action="store_true")
     tr.set_defaults(func=_train)
+
+    ro = sub.add_parser("rollout", help="run a trained policy: evaluation metrics and a recording")
+    ro.add_argument("--policy", required=True, help="policy folder (policy.safetensors + policy.json)")
+    ro.add_argument("--motion", help="reference motion (default: the one the policy was trained on)")
+    ro.add_argument("--episodes", type=int, default=10)
+    ro.add_argument("--seed", type=int, default=0)
+    ro.add_argument("--stochastic", action="store_true", help="sample actions instead of the policy mean")
+    ro.add_argument("--ablate", nargs="+", help="muscles or groups to silence (e.g. tibant_r quadriceps_l)")
+    ro.add_argument("--weaken", nargs="+", help="MUSCLE:FACTOR pairs scaling max force (e.g. soleus_r:0.5)")
+    ro.add_argument("--out", help="recording .nc")
+    ro.set_defaults(func=_rollout)
+
+    ex = sub.add_parser("export-policy", help="write policy.safetensors + policy.json from a training run")
+    ex.add_argument("run", help="training run folder (holds checkpoint.pt)")
+    ex.add_argument("--out", help="policy folder (default: the run folder)")
+    ex.set_defaults(func=_export_policy)
     return parser
 
 

@@ -84,7 +84,8 @@ class MyoLegsImitationEnv(gym.Env):
         n_obs = self._observation_size()
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (n_obs,), np.float64)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (self.model.nu,), np.float32)
-        self.recorder = None
+        self.recorder = None  # an EpisodeRecorder while recording
+        self.last_tracking_error = 0.0
         self._start = 0
         self._step = 0
 
@@ -147,6 +148,7 @@ class MyoLegsImitationEnv(gym.Env):
         mujoco.mj_resetData(self.model, d)
         d.qpos[:], d.qvel[:] = self.reference.qpos[self._start], self.reference.qvel[self._start]
         mujoco.mj_forward(self.model, d)
+        self.last_tracking_error = 0.0
         if self.recorder is not None:
             self.recorder.reset(self)
         return self._observation(), self._info(0.0)
@@ -167,6 +169,7 @@ class MyoLegsImitationEnv(gym.Env):
                 mujoco.mj_step2(self.model, self.data)
         self._step += 1
         distance, reward, terms = self._reward()
+        self.last_tracking_error = distance
         terminated = bool(distance > self.config.termination_distance or not np.isfinite(self.data.qpos).all())
         truncated = self._step >= self.max_steps
         if self.recorder is not None:
