@@ -65,7 +65,7 @@ class MyoLegsImitationEnv(gym.Env):
         self.data = mujoco.MjData(self.model)
         self.muscles = mdl.muscle_names(self.model)
         self._f_max = self.model.actuator_gainprm[:, 2].copy()
-        self._mask = np.ones(self.model.nu)
+        self._mask, self._factor = np.ones(self.model.nu), np.ones(self.model.nu)
         self.set_ablation(config.ablate)
         self.set_weakness(config.weaken)
         reference = walking_reference(config.motion, grf=config.grf, half_cycle=config.half_cycle,
@@ -91,21 +91,27 @@ class MyoLegsImitationEnv(gym.Env):
 
     # -- hooks for redundancy studies ---------------------------------------------------------
     def set_ablation(self, muscles) -> None:
-        """Silence ``muscles`` (names or group names like ``quadriceps_r``): zero excitation/activation."""
+        """Silence ``muscles`` (names or group names like ``quadriceps_r``): no excitation, activation or
+        force, passive force included."""
         self._mask[:] = 1.0
         for name in self._resolve(muscles):
             self._mask[self.muscles.index(name)] = 0.0
+        self._apply_strength()
 
     def set_weakness(self, factors: dict[str, float]) -> None:
         """Scale the max isometric force of muscles (or groups) by a factor in [0, 1]."""
-        self.model.actuator_gainprm[:, 2] = self._f_max
-        self.model.actuator_biasprm[:, 2] = self._f_max
+        self._factor[:] = 1.0
         for key, factor in factors.items():
             if not 0.0 <= factor <= 1.0:
                 raise KinesisNeuroError(f"weakness factor for {key!r} must be in [0, 1], got {factor}")
             for name in self._resolve([key]):
-                i = self.muscles.index(name)
-                self.model.actuator_gainprm[i, 2] = self.model.actuator_biasprm[i, 2] = self._f_max[i] * factor
+                self._factor[self.muscles.index(name)] = factor
+        self._apply_strength()
+
+    def _apply_strength(self) -> None:
+        force = self._f_max * self._factor * self._mask
+        self.model.actuator_gainprm[:, 2] = force
+        self.model.actuator_biasprm[:, 2] = force
 
     def _resolve(self, names) -> list[str]:
         groups = mdl.muscle_groups(self.model) if names else {}

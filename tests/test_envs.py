@@ -1,0 +1,92 @@
+import gymnasium as gym
+import mujoco
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from kinesis_neuro.envs import ENV_ID, ImitationConfig, MyoLegsImitationEnv
+from kinesis_neuro.errors import KinesisNeuroError
+
+
+@pytest.fixture(scope="module")
+def env(data_dir):
+    return MyoLegsImitationEnv(ImitationConfig())
+
+
+def test_gymnasium_api(env):
+    check_env(env, skip_render_check=True)
+    assert env.observation_space.shape == (459,) and env.action_space.shape == (80,)
+    assert env.frame_skip == 5 and env.model.opt.timestep == pytest.approx(1 / 150)
+    made = gym.make(ENV_ID, muscle_observations=False, episode_seconds=2.0)
+    assert made.observation_space.shape == (459 - 240,)
+    made.close()
+
+
+def test_reset_is_on_the_reference_and_seeded(env):
+    obs_a, info = env.reset(seed=3)
+    assert info["tracking_error"] == 0.0
+    np.testing.assert_allclose(env.data.qpos, env.reference.qpos[env._start])
+    start = env._start
+    obs_b, _ = env.reset(seed=3)
+    assert env._start == start and np.array_equal(obs_a, obs_b)
+
+
+def test_reward_and_termination_on_hand_built_states(env):
+    env.reset(seed=0, options={"start": 10})
+    _, reward, terms = env._reward()  # exactly on the reference (step 0), muscles at rest
+    assert reward == pytest.approx(0.6 + 0.2 + 0.1 * terms["upright"] + 0.1, abs=1e-6)
+    assert terms["position"] == pytest.approx(1.0) and terms["velocity"] == pytest.approx(1.0)
+    env.data.qpos[2] -= 0.1  # whole body 10 cm too low: every tracked body 0.1 m off
+    mujoco.mj_forward(env.model, env.data)
+    distance, reward, terms = env._reward()
+    assert distance == pytest.approx(0.1, abs=1e-9)
+    assert terms["position"] == pytest.approx(np.exp(-200 * 0.01), rel=1e-6)
+    env.data.qpos[2] -= 0.1
+    env.data.act[:] = 0.5
+    mujoco.mj_forward(env.model, env.data)
+    distance, _, terms = env._reward()
+    assert distance > env.config.termination_distance
+    assert terms["energy"] == pytest.approx(np.exp(-0.05 * 80 * 0.25))
+
+
+def test_target_length_gives_zero_activation_when_target_is_longer(env):
+    env.reset(seed=1)
+    mujoco.mj_step1(env.model, env.data)
+    longer = env.data.actuator_length + 0.05
+    assert np.all(env._target_length_activation(longer) == 0.0)
+    shorter = env.data.actuator_length - 0.05
+    assert np.mean(env._target_length_activation(shorter) > 0.0) > 0.9  # a few are already pulled passively
+
+
+def test_ablation_zeroes_force_and_weakness_scales_it(data_dir):
+    env = MyoLegsImitationEnv(ImitationConfig(ablate=("soleus_r", "quadriceps_l"), weaken={"tibant_r": 0.5}))
+    env.reset(seed=0)
+    for _ in range(3):
+        env.step(np.ones(80, dtype=np.float32) * -1.0)  # shortest targets: every muscle pulls hard
+    idx = [env.muscles.index(m) for m in ("soleus_r", "vaslat_l", "vasmed_l", "vasint_l", "recfem_l")]
+    assert np.all(env.data.actuator_force[idx] == 0.0) and np.all(env.data.act[idx] == 0.0)
+    assert env.data.actuator_force[env.muscles.index("soleus_l")] < -10.0
+    t = env.muscles.index("tibant_r")
+    assert env.model.actuator_gainprm[t, 2] == pytest.approx(0.5 * env._f_max[t])
+    with pytest.raises(KinesisNeuroError, match="unknown muscle or group 'soleus'"):
+        env.set_ablation(["soleus"])
+
+
+def test_state_round_trip_is_exact(env):
+    env.reset(seed=5)
+    rng = np.random.default_rng(0)
+    for _ in range(2):
+        env.step(rng.uniform(-1, 1, 80))
+    saved = env.state
+    actions = rng.uniform(-1, 1, (3, 80))
+    first = [env.step(a)[0] for a in actions]
+    env.state = saved
+    second = [env.step(a)[0] for a in actions]
+    np.testing.assert_array_equal(np.array(first), np.array(second))
+
+
+def test_direct_mode(data_dir):
+    env = MyoLegsImitationEnv(ImitationConfig(control_mode="direct", episode_seconds=1.0))
+    env.reset(seed=0)
+    env.step(np.full(80, 1.0))
+    assert np.all(env.data.ctrl == 1.0) and np.all(env.data.act > 0.2)
