@@ -26,6 +26,8 @@ run: setup
 		--out $(OUT)/moco-walk_cycles.nc --plot $(OUT)/moco-walk_cycles.png
 	$(BIN)/kinesis-neuro emg process musclesynergies --preset musclesynergies --events musclesynergies \
 		--split 100,100 --out $(OUT)/musclesynergies_cycles.nc --plot $(OUT)/musclesynergies_cycles.png
+	$(BIN)/kinesis-neuro motion check --motion moco-walk
+	$(BIN)/kinesis-neuro simulate --controller static-opt --motion moco-walk --emg moco-walk --out $(OUT)/static-opt.nc
 
 test: setup
 	KINESIS_NEURO_OFFLINE=1 $(BIN)/python -m pytest -n 2 -q
