@@ -141,6 +141,7 @@ class MyoLegsImitationEnv(gym.Env):
         mujoco.mj_setState(self.model, self.data, np.asarray(value["physics"], dtype=float),
                            mujoco.mjtState.mjSTATE_INTEGRATION)
         mujoco.mj_forward(self.model, self.data)
+        self._velocity = body_linear_velocity(self.model, self.data, self._bodies)
         self._start, self._step = int(value["start"]), int(value["step"])
         self.np_random.bit_generator.state = value["rng"]
 
@@ -154,6 +155,7 @@ class MyoLegsImitationEnv(gym.Env):
         mujoco.mj_resetData(self.model, d)
         d.qpos[:], d.qvel[:] = self.reference.qpos[self._start], self.reference.qvel[self._start]
         mujoco.mj_forward(self.model, d)
+        self._velocity = body_linear_velocity(self.model, d, self._bodies)
         self.last_tracking_error = 0.0
         if self.recorder is not None:
             self.recorder.reset(self)
@@ -174,6 +176,7 @@ class MyoLegsImitationEnv(gym.Env):
                 self.data.act[:] = self.data.ctrl[:] = self._excitation
                 mujoco.mj_step2(self.model, self.data)
         self._step += 1
+        self._velocity = body_linear_velocity(self.model, self.data, self._bodies)
         distance, reward, terms = self._reward()
         self.last_tracking_error = distance
         terminated = bool(distance > self.config.termination_distance or not np.isfinite(self.data.qpos).all())
@@ -219,7 +222,7 @@ class MyoLegsImitationEnv(gym.Env):
         root = xpos[0]
         pelvis_rot = d.xmat[self._bodies[0]].reshape(3, 3)
         rot = heading @ d.xmat[self._bodies].reshape(-1, 3, 3)
-        vel = body_linear_velocity(self.model, d, self._bodies) @ heading.T
+        vel = self._velocity @ heading.T
         ang = d.cvel[self._bodies, :3] @ heading.T
         contact = (d.sensordata[self._foot_sensors] > 0).astype(float)
         i = self._ref_index()
@@ -245,7 +248,7 @@ class MyoLegsImitationEnv(gym.Env):
         i = self._ref_index()
         diff = self.reference.xpos[i] - d.xpos[self._bodies]
         distance = float(np.linalg.norm(diff, axis=1).mean())
-        vdiff = self.reference.xvel[i] - body_linear_velocity(self.model, d, self._bodies)
+        vdiff = self.reference.xvel[i] - self._velocity
         terms = {
             "position": float(np.exp(-c.k_pos * np.mean(np.sum(diff**2, axis=1)))),
             "velocity": float(np.exp(-c.k_vel * np.mean(np.sum(vdiff**2, axis=1)))),
