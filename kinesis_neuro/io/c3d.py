@@ -34,11 +34,12 @@ def _fail(path: Path, what: str) -> DataFormatError:
     return DataFormatError(f"{path}: {what}")
 
 
-def _check_structure(path: Path) -> None:
+def _check_structure(path: Path) -> int:
     """Check the 512-byte header and walk the parameter section before ezc3d parses it.
 
     ezc3d loops forever on some truncated or corrupt parameter sections, so those are
-    refused here with a message saying what was expected.
+    refused here with a message saying what was expected. Returns the number of frames
+    the header announces (ezc3d silently keeps only the frames a cut file still holds).
     """
     if not path.is_file():
         raise _fail(path, "no such file")
@@ -60,53 +61,79 @@ def _check_structure(path: Path) -> None:
         sect = fh.read(4)
         n_blocks, processor = sect[2], sect[3]
         if processor not in _PROCESSORS:
-            raise _fail(path, f"unknown processor type {processor} in the parameter section (expected 84, 85 or 86)")
-        end = start + n_blocks * _HEADER_BYTES
-        if n_blocks == 0 or end > size:
+            raise _fail(
+                path, f"unknown processor type {processor} in the parameter section (expected 84, 85 or 86)"
+            )
+        order = _PROCESSORS[processor]
+        # the parameters end where the header's block count says, or where the data start
+        # (ezc3d ignores the block count, which some writers get wrong)
+        declared = start + n_blocks * _HEADER_BYTES
+        data_start = (int(np.frombuffer(head, order + "u2", 1, 16)[0]) - 1) * _HEADER_BYTES
+        end = max(declared, data_start)
+        if end > size:
             raise _fail(
                 path,
-                f"truncated: the parameter section should span {n_blocks} blocks "
-                f"(bytes {start}-{end}) but the file has {size} bytes",
+                f"truncated: the parameter section should end at byte {end} (parameter blocks: {n_blocks}, "
+                f"data start block: {data_start // _HEADER_BYTES + 1}) but the file has {size} bytes",
             )
         fh.seek(start)
         params = fh.read(end - start)
-    _walk_parameters(path, params, _PROCESSORS[processor])
+    names = _walk_parameters(path, params, order)
+    n_analog, first, last = (int(v) for v in np.frombuffer(head, order + "u2", 3, 4))
+    lacking = [p for p in ("ANALOG:SCALE", "ANALOG:OFFSET") if p not in names]
+    if n_analog and any(n.startswith("ANALOG:") for n in names) and lacking:
+        # ezc3d crashes the interpreter on such files
+        raise _fail(path, f"the parameters {lacking} are missing; they are required to scale analog channels")
+    return last - first + 1
 
 
-def _walk_parameters(path: Path, sect: bytes, order: str) -> None:
-    """Follow the chain of groups/parameters; every item and link must lie inside the section."""
+def _walk_parameters(path: Path, sect: bytes, order: str) -> set[str]:
+    """Follow the chain of groups/parameters; every entry and link must lie inside the section.
+
+    Returns the parameter names as ``"GROUP:NAME"``.
+    """
     end = len(sect)
     pos = 4
-    for _ in range(end):  # each item moves forward at least one byte
+    groups: dict[int, str] = {}
+    params: list[tuple[int, str]] = []
+    for _ in range(end):  # each entry moves forward at least one byte
         if pos + 2 > end:
             raise _fail(path, "corrupt parameter section (the list of parameters runs past its end)")
         n_chars = abs(int(np.frombuffer(sect, np.int8, 1, pos)[0]))
         group_id = int(np.frombuffer(sect, np.int8, 1, pos + 1)[0])
         if n_chars == 0 or group_id == 0:
-            return
+            break
         link = pos + 2 + n_chars
-        if link + 3 > end:
+        if link + (4 if group_id > 0 else 3) > end:
             raise _fail(path, "corrupt parameter section (an entry is cut off at its end)")
+        name = sect[pos + 2 : link].decode("latin-1")
         offset = int(np.frombuffer(sect, order + "i2", 1, link)[0])
+        nxt = link + offset if offset else end  # offset 0 marks the last entry
+        if offset and (nxt <= pos or nxt > end):
+            raise _fail(path, "corrupt parameter section (a link points outside it)")
         if group_id > 0:  # a parameter: type, dimensions, values, description
             kind, n_dims = int(np.frombuffer(sect, np.int8, 1, link + 2)[0]), sect[link + 3]
-            if kind not in _PARAM_TYPES:
-                raise _fail(path, f"corrupt parameter section (parameter type {kind}; expected -1, 1, 2 or 4)")
-            if link + 4 + n_dims > end:
-                raise _fail(path, "corrupt parameter section (an entry is cut off at its end)")
+            if kind not in _PARAM_TYPES or n_dims > 7:
+                raise _fail(
+                    path,
+                    f"corrupt parameter section (parameter type {kind} with {n_dims} dimensions; "
+                    "expected type -1, 1, 2 or 4 with at most 7)",
+                )
             dims = sect[link + 4 : link + 4 + n_dims]
             n_values = int(np.prod([int(d) for d in dims])) if n_dims else 1
-            if link + 4 + n_dims + abs(kind) * n_values > end:
-                raise _fail(path, "corrupt parameter section (parameter values run past its end)")
-        if offset == 0:
-            return
-        nxt = link + offset
-        if nxt <= pos or nxt > end:
-            raise _fail(path, "corrupt parameter section (a link points outside it)")
+            desc = link + 4 + n_dims + abs(kind) * n_values
+            params.append((group_id, name))
+        else:  # a group: description only
+            desc = link + 2
+            groups[-group_id] = name
+        if desc + 1 > nxt or desc + 1 + sect[desc] > nxt:
+            raise _fail(path, "corrupt parameter section (an entry runs past the start of the next)")
         if nxt == end:
-            return
+            break
         pos = nxt
-    raise _fail(path, "corrupt parameter section (the list of parameters does not end)")
+    else:
+        raise _fail(path, "corrupt parameter section (the list of parameters does not end)")
+    return {f"{groups.get(gid, '?')}:{name}" for gid, name in params}
 
 
 def _load(path: str | Path):
@@ -114,11 +141,16 @@ def _load(path: str | Path):
     import ezc3d
 
     path = Path(path)
-    _check_structure(path)
+    announced = _check_structure(path)
     try:
-        return ezc3d.c3d(str(path))
+        c3d = ezc3d.c3d(str(path))
     except Exception as err:  # ezc3d raises OSError/RuntimeError/... from C++
         raise _fail(path, f"cannot be read as a C3D file ({type(err).__name__}: {err})") from err
+    frames = c3d["header"]["points"]
+    held = int(frames["last_frame"]) - int(frames["first_frame"]) + 1  # ezc3d's count of frames read
+    if announced > held:
+        raise _fail(path, f"truncated: the header announces {announced} frames, the file holds {held}")
+    return c3d
 
 
 def _param(c3d, group: str, name: str, default=None):
@@ -164,11 +196,13 @@ def _pick(path: Path, labels: list[str], channels) -> list[int]:
         raise ChannelNotFoundError(f"{path}: no channel {missing}; available: {labels}")
     ambiguous = sorted({c for c in wanted if labels.count(c) > 1})
     if ambiguous:
-        raise DataFormatError(f"{path}: analog labels {ambiguous} occur more than once; cannot tell them apart")
+        raise _fail(path, f"analog labels {ambiguous} occur more than once; cannot tell them apart")
     return [labels.index(c) for c in wanted]
 
 
-def read_c3d(path: str | Path, *, channels: Sequence[str] | str | None = None, side: str = "unknown") -> xr.DataArray:
+def read_c3d(
+    path: str | Path, *, channels: Sequence[str] | str | None = None, side: str = "unknown"
+) -> xr.DataArray:
     """Read the analog channels of a C3D file as ``DataArray(dims=("time", "channel"))``.
 
     Samples are in ANALOG:UNITS (ezc3d has already applied ANALOG:OFFSET, SCALE and
@@ -182,13 +216,6 @@ def read_c3d(path: str | Path, *, channels: Sequence[str] | str | None = None, s
         raise _fail(path, "the C3D file holds no analog channels (expected EMG in the ANALOG group)")
     n_channels, n_samples = analogs.shape[1], analogs.shape[2]
     header = c3d["header"]["analogs"]
-    expected = int(header["last_frame"]) - int(header["first_frame"]) + 1
-    if expected > n_samples:
-        raise _fail(
-            path,
-            f"truncated: the header announces {expected} analog samples per channel, "
-            f"the file holds {n_samples}",
-        )
 
     labels = _strings(c3d, "ANALOG", "LABELS")[:n_channels]
     labels += [f"analog_{k + 1}" for k in range(len(labels), n_channels)]
