@@ -59,7 +59,7 @@ def _emg_process(args) -> None:
         else:
             result = gait.segment_cycles(processed, events, side=args.side, n_points=args.points,
                                          split=_parse_split(args.split))
-        print(f"{result.sizes['cycle']} {args.side} gait cycles x {result.sizes['phase']} phase points; "
+        print(f"{result.sizes['cycle']} {args.side} gait cycle(s) x {result.sizes['phase']} phase points; "
               f"heel strikes at {', '.join(f'{t:.3f}' for t in result.cycle_start.values)} s")
         if args.plot:
             print(f"figure: {plots.plot_cycles(result, args.plot)}")

@@ -37,7 +37,7 @@ def plot_cycles(cycles: xr.DataArray, path: str | Path, title: str | None = None
     for ax in axes[:, 0]:
         ax.set_ylabel(f"EMG ({cycles.attrs.get('units', '?')})")
     name = cycles.attrs.get("dataset") or Path(str(cycles.attrs.get("source", ""))).name
-    fig.suptitle(title or f"{name}: mean ± SD of {cycles.sizes['cycle']} cycles (dotted: toe-off)",
+    fig.suptitle(title or f"{name}: mean ± SD of {cycles.sizes['cycle']} cycle(s) (dotted: toe-off)",
                  fontsize=10)
     fig.tight_layout()
     path = Path(path)

@@ -26,7 +26,7 @@ def test_emg_process_writes_cycles_and_figure(data_dir, tmp_path, capsys):
     code = main(["emg", "process", "musclesynergies", "--preset", "musclesynergies", "--events", "musclesynergies",
                  "--split", "100,100", "--out", str(out), "--plot", str(fig)])
     assert code == 0
-    assert "3 right gait cycles x 200 phase points" in capsys.readouterr().out
+    assert "3 right gait cycle(s) x 200 phase points" in capsys.readouterr().out
     assert storage.load(out).shape == (3, 200, 13) and fig.stat().st_size > 10_000
 
 
