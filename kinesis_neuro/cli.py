@@ -72,7 +72,8 @@ def _simulate(args) -> None:
     from kinesis_neuro.simulate import static_optimisation_recording
 
     recording = static_optimisation_recording(args.motion, args.grf, exponent=args.exponent,
-                                              reserves=args.reserves, data_dir=args.data_dir)
+                                              reserves=args.reserves, periodic=args.periodic,
+                                              data_dir=args.data_dir)
     recording.save(args.out)
     attrs = recording.data.attrs
     print(f"{recording.data.sizes['time']} frames, {attrs['wall_time_s']:.1f} s wall time, max leg-joint "
@@ -200,6 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     si.add_argument("--grf", default="moco-walk/grf_walk.mot", help="OpenSim GRF .mot (dataset file or path)")
     si.add_argument("--exponent", type=float, default=2.0, help="minimise sum a^exponent")
     si.add_argument("--reserves", type=float, help="reserve torque actuators of this max torque (N m)")
+    si.add_argument("--periodic", type=int, metavar="STRIDES",
+                    help="simulate this many strides of the periodic walk built from the trial (mirrored half cycle)")
     si.add_argument("--emg", help="EMG to correlate with (e.g. moco-walk)")
     si.add_argument("--side", default="right")
     si.add_argument("--out", required=True, help="recording .nc")

@@ -11,6 +11,7 @@ import os
 
 import mujoco
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from kinesis_neuro import model as mdl
@@ -44,7 +45,11 @@ def grf_from_opensim(source: str | os.PathLike = "moco-walk/grf_walk.mot", *, da
     loaded = (ds.force.sel(axis="z") > threshold)
     ds["force"] = ds.force.where(loaded, 0.0)
     ds["torque"] = ds.torque.where(loaded, 0.0)
-    ds["point"] = ds.point.where(loaded, 0.0)
+    # unloaded CoP values are meaningless: hold the nearest loaded one, so interpolating in time
+    # near a heel strike or toe-off never mixes in a far-away point
+    point = ds.point.where(loaded).transpose("time", "side", "axis")
+    held = pd.DataFrame(point.values.reshape(len(ds.time), -1)).ffill().bfill().fillna(0.0).to_numpy()
+    ds["point"] = point.copy(data=held.reshape(point.shape))
     for name, units in (("force", "N"), ("point", "m"), ("torque", "N m")):
         ds[name].attrs["units"] = units
     ds.attrs.update(source=grf.attrs["source"], frame="MuJoCo world: z up, walking along -y", threshold_n=threshold)
@@ -97,4 +102,34 @@ def inverse_dynamics(model: mujoco.MjModel, motion: Motion, grf: xr.Dataset | No
                "mass_ratio": mass_ratio, "motion": motion.attrs.get("source", ""),
                "grf": grf.attrs.get("source", "") if grf is not None else "none"},
     )
+    return ds
+
+
+def periodic_grf(grf: xr.Dataset, trial: Motion, half_cycle: tuple[float, float], walk: Motion) -> xr.Dataset:
+    """Ground reaction forces for a periodic walk made by :func:`kinesis_neuro.motion.mirrored_stride`
+    and :func:`~kinesis_neuro.motion.periodic` from ``trial``: the measured loads of the half cycle,
+    then the same loads mirrored (feet swapped, lateral components reflected about the line of
+    progression), with the centre of pressure carried forward stride by stride. Sampled at ``walk``'s times."""
+    start, stop = half_cycle
+    half = stop - start
+    c = trial.coordinate_values([start, stop])
+    pelvis = c.sel(coordinate=["pelvis_tx", "pelvis_ty", "pelvis_tz"]).values @ OPENSIM_TO_MUJOCO.T  # (2, 3)
+    advance = pelvis[1] - pelvis[0]  # over one half cycle, MuJoCo frame (m)
+    mirror_line = pelvis[0, 0] + pelvis[1, 0]  # x -> mirror_line - x maps the half's lateral path onto itself
+    t = walk.time - walk.time[0]
+    k, tau = np.divmod(t, 2 * half)
+    second = tau >= half
+    source = start + np.where(second, tau - half, tau)
+    loads = grf.interp(time=np.clip(source, grf.time.values[0], grf.time.values[-1]))
+    force, point, torque = (loads[v].transpose("time", "side", "axis").values.copy() for v in ("force", "point", "torque"))
+    flip = second[:, None, None]
+    force = np.where(flip, force[:, ::-1] * [-1, 1, 1], force)
+    torque = np.where(flip, torque[:, ::-1] * [1, -1, -1], torque)  # an axial vector under x -> -x
+    mirrored_point = point[:, ::-1] * [-1, 1, 1] + [mirror_line, 0, 0] + advance * [0, 1, 0]
+    point = np.where(flip, mirrored_point, point) + (2 * k)[:, None, None] * (advance * [0, 1, 0])
+    ds = xr.Dataset({"force": (("time", "side", "axis"), force, {"units": "N"}),
+                     "point": (("time", "side", "axis"), point, {"units": "m"}),
+                     "torque": (("time", "side", "axis"), torque, {"units": "N m"})},
+                    coords={"time": walk.time, "side": ["right", "left"], "axis": list(AXES)})
+    ds.attrs.update(grf.attrs, construction=f"half cycle {start:g}-{stop:g} s + its mirror image, repeated")
     return ds

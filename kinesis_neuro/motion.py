@@ -193,10 +193,14 @@ def mirror(coordinates: xr.DataArray) -> xr.DataArray:
 
 
 def join(segments: list[xr.DataArray], blend: float = 0.1) -> xr.DataArray:
-    """Concatenate coordinate segments into one motion: each segment's root translation
-    (``pelvis_tx``, ``pelvis_tz``) continues from where the previous one ended, and the jump of
-    every other coordinate at a seam is spread smoothly (raised cosine) over ``blend`` s on
-    both sides of it. Segments share one sampling interval; time starts at 0."""
+    """Concatenate coordinate segments into one motion.
+
+    Each segment's root translation (``pelvis_tx``, ``pelvis_tz``) continues from where the
+    previous one ended. At every seam the jumps in value and in velocity of the other coordinates
+    are removed by cubic Hermite corrections spread over ``blend`` s on both sides, so positions
+    and velocities stay continuous (no acceleration spikes). Segments share one sampling
+    interval; time starts at 0.
+    """
     names = [str(c) for c in segments[0].coordinate.values]
     carried = [names.index(c) for c in CARRIED]
     dt = float(np.median(np.diff(segments[0].time.values)))
@@ -205,11 +209,16 @@ def join(segments: list[xr.DataArray], blend: float = 0.1) -> xr.DataArray:
         prev, part = parts[-1], segment.transpose("time", "coordinate").values.copy()
         part[:, carried] += prev[-1, carried] - part[0, carried]
         jump = part[0] - prev[-1]
-        jump[carried] = 0.0
-        n = max(1, min(int(round(blend / 2 / dt)), len(prev) - 1, len(part) - 1))
-        weight = 0.25 * (1 - np.cos(np.pi * np.arange(n + 1) / n))  # 0 ... 0.5, flat at both ends
-        prev[-(n + 1):] += weight[:, None] * jump
-        part[: n + 1] -= weight[::-1, None] * jump
+        slope_jump = (part[1] - part[0] - (prev[-1] - prev[-2])) / dt
+        jump[carried] = 0.0  # the carried root translation is continuous already; its velocity may jump
+        n = max(2, min(int(round(blend / 2 / dt)), len(prev) - 1, len(part) - 1))
+        span = n * dt
+        u = np.arange(n + 1) / n  # 0 far from the seam ... 1 at the seam (tail of prev)
+        tail = (3 * u**2 - 2 * u**3)[:, None] * (jump / 2) + (u**3 - u**2)[:, None] * (slope_jump / 2) * span
+        prev[-(n + 1):] += tail
+        v = u  # 0 at the seam ... 1 far from it (head of part)
+        head = (2 * v**3 - 3 * v**2 + 1)[:, None] * (-jump / 2) + (v**3 - 2 * v**2 + v)[:, None] * (-slope_jump / 2) * span
+        part[: n + 1] += head
         parts.append(part[1:])  # its first sample now equals the previous segment's last
     values = np.concatenate(parts)
     return xr.DataArray(values, dims=("time", "coordinate"),

@@ -51,3 +51,13 @@ def test_simulate_cli_writes_recording(data_dir, tmp_path, capsys):
     assert "1350 frames" in text and "median r" in text
     rec = Recording.load(out)
     assert rec.data.sizes["muscle"] == 80 and np.isfinite(rec.data.activation).all()
+
+
+def test_periodic_static_optimisation_has_complete_cycles(data_dir):
+    rec = static_optimisation_recording("moco-walk", "moco-walk/grf_walk.mot", periodic=3, progress=False)
+    events = rec.events()
+    strikes = events[(events.event == "heel_strike") & (events.side == "right")]
+    assert len(strikes) >= 3  # at least two complete right gait cycles
+    assert rec.data.sizes["time"] > 3000 and "periodic walk, 3 strides" in rec.data.attrs["motion"]
+    residual = rec.data.attrs["max_leg_residual_n_m"]
+    assert residual < 20.0  # only the frame at each seam of the constructed walk is not met exactly

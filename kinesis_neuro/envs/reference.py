@@ -9,6 +9,7 @@ import numpy as np
 
 from kinesis_neuro import emg, motion
 from kinesis_neuro.errors import ProcessingError
+from kinesis_neuro.simulate import half_cycle_from_events
 
 TRACKED_BODIES = ("pelvis", "femur_r", "tibia_r", "calcn_r", "toes_r", "femur_l", "tibia_l", "calcn_l", "toes_l")
 
@@ -26,14 +27,7 @@ def walking_reference(source: str = "moco-walk", *, grf: str | None = "moco-walk
     if half_cycle is None:
         if grf is None:
             raise ProcessingError("give half_cycle=(start, stop) in s, or a GRF file to find heel strikes in")
-        events = emg.read_events(grf, data_dir=data_dir)
-        strikes = events[(events.event == "heel_strike") & (events.time > trial.time[0])
-                         & (events.time < trial.time[-1])].sort_values("time")
-        pairs = [(a, b) for (_, a), (_, b) in zip(strikes.iterrows(), strikes.iloc[1:].iterrows()) if a.side != b.side]
-        if not pairs:
-            raise ProcessingError(f"{grf}: no heel strikes of both feet inside the coordinates' time range "
-                                  f"{trial.time[0]:g}-{trial.time[-1]:g} s")
-        half_cycle = (float(pairs[0][0].time), float(pairs[0][1].time))
+        half_cycle = half_cycle_from_events(emg.read_events(grf, data_dir=data_dir), trial)
     stride = motion.mirrored_stride(trial, *half_cycle, blend=blend)
     walk = motion.periodic(stride, max(2, math.ceil(duration / stride.duration) + 1), blend=blend)
     walk.attrs.update(half_cycle_s=list(half_cycle), source=str(source))
