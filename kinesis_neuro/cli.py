@@ -112,6 +112,63 @@ def _motion_check(args) -> None:
         Path(args.json).write_text(json.dumps(report, indent=2))
 
 
+def _phase_grid(text: str) -> tuple[int, tuple[int, int] | None]:
+    if "," in text:
+        return 101, _parse_split(text)
+    try:
+        return int(text), None
+    except ValueError:
+        raise KinesisNeuroError(f"--phase-points takes N (e.g. 101) or STANCE,SWING (e.g. 100,100), got {text!r}") from None
+
+
+def _compare(args) -> None:
+    from kinesis_neuro import compare, mapping
+    from kinesis_neuro.record import Recording
+
+    recording = Recording.load(args.recording)
+    n_points, split = _phase_grid(args.phase_points)
+    table = mapping.load_mapping(args.muscle_map) if args.muscle_map else None
+    human = compare.human_cycles(args.emg, side=args.side, n_points=n_points, split=split, preset=args.emg_format,
+                                 events=args.events, data_dir=args.data_dir)
+    ds = compare.compare(recording, human, side=args.side, mapping_table=table, n_boot=args.bootstrap, seed=args.seed)
+    result = compare.write_outputs(ds, args.out)
+    print(compare.correlation_table(result).to_string(float_format=lambda v: f"{v:.3f}"))
+    print(f"median r {result['median_r']:.3f}, Fisher-z mean r {result['mean_r_fisher']:.3f} over "
+          f"{len(result['muscles'])} muscles; {result['cycles']['simulated']} simulated cycles vs "
+          f"{result['cycles']['human']}; outputs in {args.out}")
+    if "spm_note" in ds.attrs:
+        print(f"note: {ds.attrs['spm_note']}")
+
+
+def _synergies(args) -> None:
+    import json
+
+    from kinesis_neuro import compare, synergies
+    from kinesis_neuro.record import Recording
+
+    n_points, split = _phase_grid(args.phase_points)
+    human = compare.human_cycles(args.emg, side=args.side, n_points=n_points, split=split, data_dir=args.data_dir)
+    model = synergies.SynergyModel(rank_rule=args.rank_rule).fit(human.clip(min=0.0))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    result = {"human_rank": int(model.rank_), "human_r2": float(model.r2_), "human_vaf": float(model.vaf_),
+              "r2_curve": [float(v) for v in model.r2_curve_]}
+    datasets = {"human": model.to_dataset()}
+    if args.recording:
+        recording = Recording.load(args.recording)
+        sim = compare.simulated_cycles(recording, [str(c) for c in human.channel.values], side=args.side,
+                                       n_points=human.sizes["phase"], split=split).clip(min=0.0)
+        sim_model = synergies.SynergyModel(rank_rule=args.rank_rule).fit(sim)
+        pairs = synergies.match(model.weights_, sim_model.weights_)
+        result.update(sim_rank=int(sim_model.rank_), matched_cosine=[float(c) for c in pairs.cosine],
+                      cross_fit_vaf=float(synergies.cross_fit(model.weights_, sim).vaf))
+        datasets["simulation"] = sim_model.to_dataset()
+    for name, ds in datasets.items():
+        ds.to_netcdf(out / f"synergies_{name}.nc", engine="h5netcdf")
+    (out / "synergies.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+
+
 def _train(args) -> None:
     from kinesis_neuro.train import PPOConfig, Trainer
 
@@ -227,6 +284,28 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--resume", action="store_true", help="continue exactly from the run's checkpoint")
     tr.add_argument("--no-progress", action="store_true")
     tr.set_defaults(func=_train)
+
+    cp = sub.add_parser("compare", help="simulated activations vs human EMG: correlations, timing, SPM, synergies")
+    cp.add_argument("--recording", required=True, help="recording .nc (simulate or rollout)")
+    cp.add_argument("--emg", required=True, help="dataset (moco-walk, musclesynergies/SYNS.RData, ...) or EMG file")
+    cp.add_argument("--emg-format", help="processing preset of the EMG: default | musclesynergies | processed")
+    cp.add_argument("--events", help="gait events of an EMG file (GRF .mot, .c3d, .RData)")
+    cp.add_argument("--muscle-map", help="CSV overriding the EMG-channel to muscle mapping")
+    cp.add_argument("--side", default="right")
+    cp.add_argument("--phase-points", default="101", help="N points per cycle, or STANCE,SWING (e.g. 100,100)")
+    cp.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs of r")
+    cp.add_argument("--seed", type=int, default=0)
+    cp.add_argument("--out", required=True, help="output folder")
+    cp.set_defaults(func=_compare)
+
+    sy = sub.add_parser("synergies", help="muscle synergies (NMF) of human EMG, optionally vs a recording")
+    sy.add_argument("--emg", required=True)
+    sy.add_argument("--recording", help="recording .nc to compare synergies with")
+    sy.add_argument("--side", default="right")
+    sy.add_argument("--phase-points", default="101")
+    sy.add_argument("--rank-rule", default="r2_linearity", choices=["r2_linearity", "vaf"])
+    sy.add_argument("--out", required=True)
+    sy.set_defaults(func=_synergies)
 
     ro = sub.add_parser("rollout", help="run a trained policy: evaluation metrics and a recording")
     ro.add_argument("--policy", required=True, help="policy folder (policy.safetensors + policy.json)")

@@ -7,8 +7,9 @@ import pandas as pd
 import xarray as xr
 
 from kinesis_neuro import activation as act_dynamics
-from kinesis_neuro import mapping
+from kinesis_neuro import emg, gait, mapping
 from kinesis_neuro.errors import ProcessingError
+from kinesis_neuro.record import Recording
 
 
 def emg_through_activation_dynamics(signal: xr.DataArray, tau_activation: float = 0.01,
@@ -44,4 +45,226 @@ def timeseries_correlation(activation: xr.DataArray, signal: xr.DataArray, *, si
                      "r": float(np.corrcoef(a, b)[0, 1]), "samples": int(a.size)})
     table = pd.DataFrame(rows).set_index("channel")
     table.attrs.update(window_s=(t0, t1), side=side)
+    return table
+
+
+# -- gait-cycle comparison (kinesis-neuro compare) ----------------------------------------------
+
+def _check_side(side: str) -> str:
+    side = gait.SIDES.get(str(side).lower())
+    if side not in ("right", "left"):
+        raise ProcessingError(f"side must be 'right' or 'left', got {side!r}")
+    return side
+
+
+def simulated_cycles(recording: Recording, channels, *, side: str = "right", n_points: int = 101,
+                     split=None, mapping_table=None) -> xr.DataArray:
+    """Simulated activations mapped onto EMG ``channels`` and cut into cycles at the recording's
+    own heel strikes (from simulated foot contacts or the GRF); cycles spanning two episodes are dropped."""
+    side = _check_side(side)
+    events = recording.events()
+    strikes = events[(events.side == side) & (events.event == "heel_strike")]
+    if len(strikes) < 2:
+        raise ProcessingError(f"{recording.source or 'recording'}: {len(strikes)} {side} heel strike(s) among its "
+                              "gait events; a comparison needs at least one complete simulated gait cycle")
+    act = mapping.map_to_channels(recording.muscle_activation(side), list(channels), side=side,
+                                  mapping=mapping_table)
+    cycles = gait.segment_cycles(act.transpose("time", "channel"), events, side=side, n_points=n_points,
+                                 split=split)
+    if "episode" in recording.data:
+        episode = recording.data.episode
+        same = (episode.sel(time=cycles.cycle_start.values, method="nearest").values
+                == episode.sel(time=cycles.cycle_end.values, method="nearest").values)
+        cycles = cycles.isel(cycle=np.flatnonzero(same))
+    if cycles.sizes["cycle"] == 0:
+        raise ProcessingError(f"{recording.source or 'recording'}: no complete {side} gait cycle within one episode")
+    return cycles
+
+
+def human_cycles(source, *, side: str = "right", n_points: int = 101, split=None, preset: str | None = None,
+                 events=None, data_dir=None) -> xr.DataArray:
+    """Human EMG as gait cycles: ``(cycle, phase, channel)`` for one person, ``(subject, phase, channel)``
+    for musclesyneRgies' SYNS (15 people, one processed cycle each).
+
+    EMG time series are processed with ``preset`` (registered datasets: ``processed`` when their
+    card lists processing already applied, ``musclesynergies`` for musclesyneRgies raw data;
+    files: ``default``) and cut at the heel strikes of ``events`` (default: the dataset's GRF or
+    cycle timings). Already time-normalised data need the stance/swing grid ``split=(100, 100)``.
+    """
+    from kinesis_neuro import datasets
+    from kinesis_neuro.emg.presets import musclesynergies_cycles, process
+    from kinesis_neuro.io.rdata import read_syns
+
+    side = _check_side(side)
+    text = str(source)
+    name, _, filename = text.partition("/")
+    card = datasets.get(name) if datasets.is_dataset_spec(text) else None
+    entry = card.file(filename or None) if card else None
+    if entry is not None and entry.meta["kind"] in ("synergies", "emg-cycles") or text.endswith(("SYNS.RData",
+                                                                                                    "FILT_EMG.RData")):
+        if tuple(split or ()) != (100, 100):
+            raise ProcessingError(f"{text}: holds cycles already normalised to 100 stance + 100 swing points; "
+                                  "compare on that grid (--phase-points 100,100)")
+        path = datasets.fetch(name, entry.name, data_dir=data_dir) if entry else text
+        cycles = read_syns(path)["V"] if (entry and entry.meta["kind"] == "synergies") or text.endswith("SYNS.RData") \
+            else emg.read(path)
+    else:
+        signal = emg.read(source, data_dir=data_dir)
+        if signal.attrs.get("side") in ("right", "left") and signal.attrs["side"] != side:
+            raise ProcessingError(f"{text}: EMG of the {signal.attrs['side']} leg, but the comparison is for the "
+                                  f"{side} leg (--side)")
+        if preset is None:
+            preset = ("musclesynergies" if entry is not None and name == "musclesynergies" else
+                      "processed" if entry is not None and entry.meta.get("processing") else "default")
+        if events is None:
+            if card is None:
+                raise ProcessingError(f"{text}: give the gait events (a GRF .mot, .c3d or musclesyneRgies .RData)")
+            events = card.card.get("grf") and f"{name}/{card.card['grf']}" or f"{name}/{entry.name}"
+        table = events if isinstance(events, pd.DataFrame) else emg.read_events(events, data_dir=data_dir)
+        processed = process(signal, preset)
+        if preset == "musclesynergies" and split is not None:
+            cycles = musclesynergies_cycles(processed, table, side=side, cycle_div=tuple(split))
+        else:
+            cycles = gait.segment_cycles(processed, table, side=side, n_points=n_points, split=split)
+    if cycles.sizes.get("cycle", cycles.sizes.get("subject", 0)) < 1:
+        raise ProcessingError(f"{text}: no complete gait cycle in the EMG")
+    cycles.attrs.setdefault("source", text)
+    return cycles
+
+
+def _observations(human: xr.DataArray) -> str:
+    return "subject" if "subject" in human.dims else "cycle"
+
+
+def compare(recording: Recording, human: xr.DataArray, *, side: str = "right", mapping_table=None,
+            n_boot: int = 1000, seed: int = 0, synergies: bool = True) -> xr.Dataset:
+    """Every metric of simulated vs human cycles in one Dataset (aligned cycles included).
+
+    ``human`` comes from :func:`human_cycles`; the simulated activations are cut on the same phase grid.
+    """
+    from kinesis_neuro import metrics
+
+    channels = [str(c) for c in human.channel.values]
+    split = (100, 100) if str(human.attrs.get("phase_definition", "")).startswith("stance") else None
+    sim = simulated_cycles(recording, channels, side=side, n_points=human.sizes["phase"], split=split,
+                           mapping_table=mapping_table)
+    sim = sim.assign_coords(phase=human.phase.values)
+    obs = _observations(human)
+    human = human.rename({obs: "subject"}) if obs == "subject" else human
+    per_subject = metrics.simulation_vs_subjects(sim, human)
+    ci = metrics.bootstrap_ci(sim, human, n_boot=n_boot, seed=seed)
+    grand = human.mean("subject" if obs == "subject" else "cycle")
+    lags = metrics.lag_scan(sim, grand)
+    amplitude = metrics.amplitude_metrics(sim, grand)
+    ds = xr.Dataset({
+        "sim_cycles": sim.rename(cycle="sim_cycle").drop_vars(["cycle_start", "cycle_end", "toe_off",
+                                                                "stance_percent"], errors="ignore"),
+        "human_cycles": human.rename({("subject" if obs == "subject" else "cycle"): "human_cycle"}).drop_vars(
+            ["cycle_start", "cycle_end", "toe_off", "stance_percent"], errors="ignore"),
+        "r_subject_channel": per_subject.r, "r_subject": per_subject.r_subject,
+        "r": ci.r, "r_ci_lower": ci.lower, "r_ci_upper": ci.upper,
+        "lag_r": lags.r, "best_lag": lags.best_lag, "r_at_best_lag": lags.r_best,
+        "rmse": amplitude.rmse, "cosine": amplitude.cosine, "onoff_agreement": amplitude.onoff,
+    })
+    if obs == "subject" and human.sizes["subject"] >= 2:
+        baseline = metrics.human_baseline(human)
+        ds["human_r_pairs"] = baseline.r_pairs.drop_vars(["subject_a", "subject_b"], errors="ignore")
+        ds["human_r_loo"] = baseline.r_loo.rename(subject="loo_subject")
+    n_human = human.sizes["subject" if obs == "subject" else "cycle"]
+    if sim.sizes["cycle"] >= 2 and n_human >= 2:
+        try:
+            spm = metrics.spm_test(sim, human)
+            ds["spm_t"] = spm.t.reset_coords(drop=True)
+            ds.attrs["spm_clusters"] = spm.clusters.to_json(orient="records")
+        except ProcessingError as err:
+            ds.attrs["spm_note"] = str(err)
+    else:
+        ds.attrs["spm_note"] = (f"SPM needs >= 2 cycles on each side; simulated {sim.sizes['cycle']}, "
+                                f"human {n_human}")
+    if synergies:
+        compared = _synergy_comparison(sim, human)
+        ds = ds.merge(compared)
+        ds.attrs.update(compared.attrs)
+    ds.attrs.update(side=side, phase_definition=str(human.attrs.get("phase_definition", "")),
+                    human_source=str(human.attrs.get("source", "")), recording=str(recording.source or ""),
+                    controller=str(recording.data.attrs.get("controller", "")), n_boot=n_boot, seed=seed,
+                    sim_cycles_n=int(sim.sizes["cycle"]), human_observations=f"{n_human} {obs}(s)")
+    return ds
+
+
+def _synergy_comparison(sim: xr.DataArray, human: xr.DataArray) -> xr.Dataset:
+    from kinesis_neuro.synergies import SynergyModel, cross_fit, match
+
+    # envelopes can undershoot zero slightly after low-pass filtering; NMF needs non-negative data
+    human, sim = human.clip(min=0.0), sim.clip(min=0.0)
+    human_model = SynergyModel().fit(human)
+    sim_model = SynergyModel().fit(sim)
+    pairs = match(human_model.weights_, sim_model.weights_)
+    crossed = cross_fit(human_model.weights_, sim)
+    hw, sw = human_model.to_dataset().weights, sim_model.to_dataset().weights
+    out = xr.Dataset({
+        "human_synergy_weights": hw.rename(synergy="human_synergy"),
+        "sim_synergy_weights": sw.rename(synergy="sim_synergy"),
+        "matched_cosine": ("matched", np.asarray(pairs.cosine, dtype=float)),
+        "matched_human": ("matched", np.asarray(hw.synergy.values)[pairs.index_a]),
+        "matched_sim": ("matched", np.asarray(sw.synergy.values)[pairs.index_b]),
+    })
+    out.attrs.update(sim_rank=int(sim_model.rank_), human_rank=int(human_model.rank_),
+                     cross_fit_vaf=float(crossed.vaf))
+    return out
+
+
+def summary(ds: xr.Dataset) -> dict:
+    """The ``summary.json`` content, computed from a comparison Dataset."""
+    muscles = {}
+    for ch in map(str, ds.channel.values):
+        muscles[ch] = {"r": float(ds.r.sel(channel=ch)),
+                       "r_ci": [float(ds.r_ci_lower.sel(channel=ch)), float(ds.r_ci_upper.sel(channel=ch))],
+                       "best_lag_pct": float(ds.best_lag.sel(channel=ch)),
+                       "r_at_best_lag": float(ds.r_at_best_lag.sel(channel=ch)),
+                       "rmse": float(ds.rmse.sel(channel=ch)), "onoff_agreement": float(ds.onoff_agreement.sel(channel=ch)),
+                       "cosine": float(ds.cosine.sel(channel=ch))}
+    baseline = None
+    if "human_r_pairs" in ds:
+        baseline = {"median_r_pairs": {ch: float(ds.human_r_pairs.sel(channel=ch).median()) for ch in muscles},
+                    "median_r_leave_one_out": {ch: float(ds.human_r_loo.sel(channel=ch).median()) for ch in muscles}}
+    r = ds.r.values
+    out = {"muscles": muscles, "median_r": float(np.median(r)),
+           "mean_r_fisher": float(np.tanh(np.mean(np.arctanh(np.clip(r, -0.999999, 0.999999))))),
+           "human_baseline": baseline,
+           "synergies": ({"sim_rank": ds.attrs["sim_rank"], "human_rank": ds.attrs["human_rank"],
+                          "matched_cosine": [float(c) for c in ds.matched_cosine.values],
+                          "cross_fit_vaf": ds.attrs["cross_fit_vaf"]} if "matched_cosine" in ds else None),
+           "cycles": {"simulated": ds.attrs["sim_cycles_n"], "human": ds.attrs["human_observations"]},
+           "side": ds.attrs["side"], "controller": ds.attrs["controller"], "human_source": ds.attrs["human_source"]}
+    return out
+
+
+def write_outputs(ds: xr.Dataset, out_dir) -> dict:
+    """``summary.json``, ``correlation.csv``, ``comparison.nc`` and the figures in ``out_dir``; returns the summary."""
+    import json
+    from pathlib import Path
+
+    from kinesis_neuro import plots, storage
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    result = summary(ds)
+    (out / "summary.json").write_text(json.dumps(result, indent=2))
+    correlation_table(result).to_csv(out / "correlation.csv")
+    storage.save(ds, out / "comparison.nc")
+    plots.plot_comparison(ds, out)
+    return result
+
+
+def correlation_table(result: dict) -> pd.DataFrame:
+    """One row per muscle from a summary: r with its CI, best lag, r at best lag, RMSE, cosine, on/off."""
+    rows = {name: {"r": m["r"], "r_ci_low": m["r_ci"][0], "r_ci_high": m["r_ci"][1],
+                   "best_lag_pct": m["best_lag_pct"], "r_at_best_lag": m["r_at_best_lag"], "rmse": m["rmse"],
+                   "cosine": m["cosine"], "onoff_agreement": m["onoff_agreement"]}
+            for name, m in result["muscles"].items()}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "channel"
+    if result["human_baseline"]:
+        table["human_median_r_pairs"] = pd.Series(result["human_baseline"]["median_r_pairs"])
     return table

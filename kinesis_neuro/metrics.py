@@ -71,9 +71,10 @@ def _conform(other: xr.DataArray, ref: xr.DataArray, names: tuple[str, str], gri
     """``other`` reordered to ``ref``'s labels along their shared dims.
 
     Along ``grid_dims`` the coordinates must be equal; along the other dims (``channel``...)
-    they must hold the same labels, in any order.
+    they must hold the same labels, in any order. Observation dims (cycles, subjects) are
+    independent samples on each side and are left alone.
     """
-    for dim in [d for d in ref.dims if d in other.dims]:
+    for dim in [d for d in ref.dims if d in other.dims and d not in OBSERVATION_DIMS]:
         a = ref[dim].values if dim in ref.coords else None
         b = other[dim].values if dim in other.coords else None
         if dim in grid_dims:
@@ -355,8 +356,13 @@ def spm_test(sim_cycles: xr.DataArray, human_cycles: xr.DataArray, alpha: float 
     nodes = np.arange(phase.size)
     curves, rows, stats = [], [], []
     for channel in sim["channel"].values:
-        t = spm1d.stats.ttest2(sim.sel(channel=channel).transpose("cycle", "phase").values,
-                               hum.sel(channel=channel).transpose(obs, "phase").values, equal_var=equal_var)
+        groups = [sim.sel(channel=channel).transpose("cycle", "phase").values,
+                  hum.sel(channel=channel).transpose(obs, "phase").values]
+        flat = [name for name, g in zip(("simulated", "human"), groups) if np.any(g.std(axis=0) == 0)]
+        if flat:
+            raise ProcessingError(f"SPM t-test impossible for {channel}: the {' and '.join(flat)} cycles do not "
+                                  "vary at some phases (e.g. a deterministic or periodic controller)")
+        t = spm1d.stats.ttest2(*groups, equal_var=equal_var)
         inference = t.inference(alpha, two_tailed=True)
         p_peak = 2 * spm1d.rft1d.t.sf_resels(np.abs(t.z).max(), t.df[1], t.resels, withBonf=True, nNodes=t.Q)
         curves.append(t.z)

@@ -45,3 +45,110 @@ def plot_cycles(cycles: xr.DataArray, path: str | Path, title: str | None = None
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def _save(fig, out_dir: Path, name: str) -> list[Path]:
+    paths = []
+    for suffix in (".png", ".svg"):
+        path = Path(out_dir) / f"{name}{suffix}"
+        fig.savefig(path, dpi=120)
+        paths.append(path)
+    return paths
+
+
+def plot_comparison(ds: xr.Dataset, out_dir: str | Path) -> list[Path]:
+    """Figures of a comparison Dataset (PNG + SVG): cycle overlays, r boxplots, per-subject summary,
+    lag curves and matched synergy weights."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    channels = [str(c) for c in ds.channel.values]
+    phase = ds.phase.values
+    paths = []
+    ncol = min(5, len(channels))
+    nrow = int(np.ceil(len(channels) / ncol))
+
+    fig, axes = plt.subplots(nrow, ncol, figsize=(2.7 * ncol, 2.1 * nrow), sharex=True, squeeze=False)
+    for ax, ch in zip(axes.flat, channels):
+        for var, label, color in (("human_cycles", "human", "k"), ("sim_cycles", "simulation", "C1")):
+            data = ds[var].sel(channel=ch)
+            dim = [d for d in data.dims if d != "phase"][0]
+            m, s = data.mean(dim).values, data.std(dim).values
+            peak = max(float(np.nanmax(m)), 1e-12)
+            ax.fill_between(phase, (m - s) / peak, (m + s) / peak, color=color, alpha=0.2, lw=0)
+            ax.plot(phase, m / peak, color=color, lw=1.5, label=label)
+        ax.set_title(f"{ch}  r={float(ds.r.sel(channel=ch)):.2f}", fontsize=9)
+    for ax in axes.flat[len(channels):]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel("gait cycle (%)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("mean ± SD / peak")
+    axes.flat[0].legend(fontsize=7, frameon=False)
+    fig.suptitle(f"{ds.attrs.get('controller', 'simulation')} vs {Path(ds.attrs.get('human_source', '')).name}",
+                 fontsize=10)
+    fig.tight_layout()
+    paths += _save(fig, out_dir, "cycles_overlay")
+    plt.close(fig)
+
+    rows = [pd.DataFrame({"channel": ch, "r": ds.r_subject_channel.sel(channel=ch).values.ravel(),
+                          "comparison": "human vs simulation"}) for ch in channels]
+    if "human_r_pairs" in ds:
+        rows += [pd.DataFrame({"channel": ch, "r": ds.human_r_pairs.sel(channel=ch).values.ravel(),
+                               "comparison": "human vs human"}) for ch in channels]
+    table = pd.concat(rows, ignore_index=True)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * len(channels)), 3.6))
+    sns.boxplot(data=table, x="channel", y="r", hue="comparison", ax=ax, fliersize=2)
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.set_ylabel("Pearson r of mean cycles")
+    ax.set_title("KINESIS-style comparison: human-human baseline vs human-simulation", fontsize=10)
+    fig.tight_layout()
+    paths += _save(fig, out_dir, "r_boxplot")
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.4 * ds.sizes["subject"] + 2), 3.2))
+    r_subject = ds.r_subject.to_series()
+    ax.plot(range(len(r_subject)), r_subject.values, "o", color="C1")
+    ax.set_xticks(range(len(r_subject)), [str(s) for s in r_subject.index], rotation=60, fontsize=7)
+    ax.set_ylabel("mean r over muscles (Fisher z)")
+    ax.set_title("per-subject summary: simulation vs each subject", fontsize=10)
+    fig.tight_layout()
+    paths += _save(fig, out_dir, "per_subject")
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    for ch in channels:
+        ax.plot(ds.lag.values, ds.lag_r.sel(channel=ch).values, lw=1, label=ch)
+    ax.axvline(0, color="0.6", lw=0.8)
+    ax.set_xlabel("shift of the simulation (% of cycle; positive = simulation late)")
+    ax.set_ylabel("Pearson r")
+    ax.legend(fontsize=6, ncol=2, frameon=False)
+    ax.set_title("timeshift check", fontsize=10)
+    fig.tight_layout()
+    paths += _save(fig, out_dir, "lag_curves")
+    plt.close(fig)
+
+    if "matched_cosine" in ds:
+        n = ds.sizes["matched"]
+        fig, axes = plt.subplots(1, n, figsize=(2.4 * n, 3.0), sharey=True, squeeze=False)
+        for k, ax in enumerate(axes[0]):
+            h = ds.human_synergy_weights.sel(human_synergy=ds.matched_human.values[k]).values
+            s = ds.sim_synergy_weights.sel(sim_synergy=ds.matched_sim.values[k]).values
+            y = np.arange(len(channels))
+            ax.barh(y - 0.2, h, height=0.4, color="k", label="human")
+            ax.barh(y + 0.2, s, height=0.4, color="C1", label="simulation")
+            ax.set_yticks(y, channels, fontsize=7)
+            ax.set_title(f"cos = {float(ds.matched_cosine[k]):.2f}", fontsize=9)
+        axes[0, 0].legend(fontsize=7, frameon=False)
+        fig.suptitle(f"matched synergy weights (human rank {ds.attrs['human_rank']}, "
+                     f"simulation rank {ds.attrs['sim_rank']})", fontsize=10)
+        fig.tight_layout()
+        paths += _save(fig, out_dir, "synergy_weights")
+        plt.close(fig)
+    return paths
