@@ -129,7 +129,8 @@ def _compare(args) -> None:
     n_points, split = _phase_grid(args.phase_points)
     table = mapping.load_mapping(args.muscle_map) if args.muscle_map else None
     human = compare.human_cycles(args.emg, side=args.side, n_points=n_points, split=split, preset=args.emg_format,
-                                 events=args.events, data_dir=args.data_dir)
+                                 events=args.events, activation_dynamics=args.activation_dynamics,
+                                 data_dir=args.data_dir)
     ds = compare.compare(recording, human, side=args.side, mapping_table=table, n_boot=args.bootstrap, seed=args.seed)
     result = compare.write_outputs(ds, args.out)
     print(compare.correlation_table(result).to_string(float_format=lambda v: f"{v:.3f}"))
@@ -290,6 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--emg", required=True, help="dataset (moco-walk, musclesynergies/SYNS.RData, ...) or EMG file")
     cp.add_argument("--emg-format", help="processing preset of the EMG: default | musclesynergies | processed")
     cp.add_argument("--events", help="gait events of an EMG file (GRF .mot, .c3d, .RData)")
+    cp.add_argument("--activation-dynamics", action="store_true",
+                    help="pass the EMG envelope through the muscles' activation dynamics before comparing")
     cp.add_argument("--muscle-map", help="CSV overriding the EMG-channel to muscle mapping")
     cp.add_argument("--side", default="right")
     cp.add_argument("--phase-points", default="101", help="N points per cycle, or STANCE,SWING (e.g. 100,100)")

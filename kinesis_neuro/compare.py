@@ -82,14 +82,16 @@ def simulated_cycles(recording: Recording, channels, *, side: str = "right", n_p
 
 
 def human_cycles(source, *, side: str = "right", n_points: int = 101, split=None, preset: str | None = None,
-                 events=None, data_dir=None) -> xr.DataArray:
+                 events=None, activation_dynamics: bool = False, data_dir=None) -> xr.DataArray:
     """Human EMG as gait cycles: ``(cycle, phase, channel)`` for one person, ``(subject, phase, channel)``
     for musclesyneRgies' SYNS (15 people, one processed cycle each).
 
     EMG time series are processed with ``preset`` (registered datasets: ``processed`` when their
     card lists processing already applied, ``musclesynergies`` for musclesyneRgies raw data;
     files: ``default``) and cut at the heel strikes of ``events`` (default: the dataset's GRF or
-    cycle timings). Already time-normalised data need the stance/swing grid ``split=(100, 100)``.
+    cycle timings); ``activation_dynamics`` passes the envelope through the muscles' activation
+    dynamics first (the lag between EMG and activation). Already time-normalised data need the
+    stance/swing grid ``split=(100, 100)``.
     """
     from kinesis_neuro import datasets
     from kinesis_neuro.emg.presets import musclesynergies_cycles, process
@@ -122,6 +124,8 @@ def human_cycles(source, *, side: str = "right", n_points: int = 101, split=None
             events = card.card.get("grf") and f"{name}/{card.card['grf']}" or f"{name}/{entry.name}"
         table = events if isinstance(events, pd.DataFrame) else emg.read_events(events, data_dir=data_dir)
         processed = process(signal, preset)
+        if activation_dynamics:
+            processed = emg_through_activation_dynamics(processed)
         if preset == "musclesynergies" and split is not None:
             cycles = musclesynergies_cycles(processed, table, side=side, cycle_div=tuple(split))
         else:
@@ -192,9 +196,15 @@ def compare(recording: Recording, human: xr.DataArray, *, side: str = "right", m
     return ds
 
 
+SYNERGY_MAX_CYCLES = 30  # as musclesyneRgies (cy_max): synergies from at most 30 consecutive cycles
+
+
 def _synergy_comparison(sim: xr.DataArray, human: xr.DataArray) -> xr.Dataset:
     from kinesis_neuro.synergies import SynergyModel, cross_fit, match
 
+    sim = sim.isel(cycle=slice(0, SYNERGY_MAX_CYCLES))
+    if "cycle" in human.dims:
+        human = human.isel(cycle=slice(0, SYNERGY_MAX_CYCLES))
     # envelopes can undershoot zero slightly after low-pass filtering; NMF needs non-negative data
     human, sim = human.clip(min=0.0), sim.clip(min=0.0)
     human_model = SynergyModel().fit(human)

@@ -123,7 +123,9 @@ def _resample_segment(values: np.ndarray, time: np.ndarray, ta: float, tb: float
         i2 = int(np.searchsorted(time, tb, side="left")) - 1
         ta, tb, endpoint = time[i1], time[i2], True
     query = np.linspace(ta, tb, n, endpoint=endpoint)
-    return np.stack([np.interp(query, time, values[:, j]) for j in range(values.shape[1])], axis=1)
+    upper = np.clip(np.searchsorted(time, query, side="right"), 1, len(time) - 1)
+    weight = np.clip((query - time[upper - 1]) / (time[upper] - time[upper - 1]), 0.0, 1.0)[:, None]
+    return values[upper - 1] * (1.0 - weight) + values[upper] * weight  # linear, all channels at once
 
 
 def segment_cycles(
