@@ -17,7 +17,6 @@ import time
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import mujoco  # noqa: E402
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from kinesis_neuro.envs import ImitationConfig, MyoLegsImitationEnv  # noqa: E402
