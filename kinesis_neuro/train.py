@@ -1,7 +1,7 @@
 """PPO for the MyoLegs imitation environment, in one readable file (in the style of CleanRL).
 
-Rollouts run in parallel worker processes (one environment and MuJoCo model each, one thread
-each); the learner keeps a running observation normaliser, a Gaussian policy with a
+Rollouts run in parallel worker processes (one environment, MuJoCo model and policy copy each,
+one thread each), which run whole rollouts and return them; the learner keeps a running observation normaliser, a Gaussian policy with a
 state-independent log-std and a separate value network. Checkpoints are written atomically and
 hold everything needed to continue exactly: networks, optimizer, normaliser, every RNG and the
 state of every environment.
@@ -104,12 +104,133 @@ class ActorCritic(nn.Module):
         return self.critic(self.norm(obs)).squeeze(-1)
 
 
-def _make_env(env_config: dict, seed: int):
-    def thunk():
-        env = MyoLegsImitationEnv(ImitationConfig(**env_config))
-        env.reset(seed=seed)
-        return env
-    return thunk
+class RolloutWorker:
+    """One environment with its own copy of the policy and its own action-noise RNG; runs whole
+    rollouts (environment and policy on one core) so that workers never wait for the learner."""
+
+    def __init__(self, env_config: dict, seed: int, hidden, init_log_std: float):
+        self.env = MyoLegsImitationEnv(ImitationConfig(**env_config))
+        self.obs, _ = self.env.reset(seed=seed)
+        self.agent = ActorCritic(self.env.observation_space.shape[0], self.env.action_space.shape[0], hidden,
+                                 init_log_std)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.episode_return, self.episode_length = 0.0, 0
+
+    @property
+    def state(self) -> dict:
+        return {"env": self.env.state, "obs": self.obs, "generator": self.generator.get_state(),
+                "episode_return": self.episode_return, "episode_length": self.episode_length}
+
+    @state.setter
+    def state(self, value: dict) -> None:
+        self.env.state = value["env"]
+        self.obs = np.asarray(value["obs"])
+        self.generator.set_state(torch.as_tensor(np.asarray(value["generator"]), dtype=torch.uint8))
+        self.episode_return, self.episode_length = float(value["episode_return"]), int(value["episode_length"])
+
+    def rollout(self, weights: dict, steps: int) -> dict:
+        """``steps`` control steps with the given policy weights; the episode statistics of finished episodes."""
+        self.agent.load_state_dict(weights)
+        n_obs, n_act = self.obs.shape[0], self.env.action_space.shape[0]
+        out = {"obs": np.zeros((steps, n_obs), np.float32), "actions": np.zeros((steps, n_act), np.float32),
+               **{k: np.zeros(steps, np.float32) for k in ("logprobs", "values", "rewards", "dones", "bootstrap")}}
+        finished = {"return": [], "length": [], "tracking_error": []}
+        for t in range(steps):
+            o = torch.as_tensor(self.obs, dtype=torch.float32)[None]
+            with torch.no_grad():
+                dist = self.agent.distribution(o)
+                action = dist.mean + dist.stddev * torch.randn(dist.mean.shape, generator=self.generator)
+                out["logprobs"][t] = dist.log_prob(action).sum(-1)[0]
+                out["values"][t] = self.agent.value(o)[0]
+            out["obs"][t], out["actions"][t] = o[0], action[0]
+            self.obs, reward, terminated, truncated, info = self.env.step(action[0].numpy())
+            out["rewards"][t] = reward
+            self.episode_return += reward
+            self.episode_length += 1
+            if terminated or truncated:
+                out["dones"][t] = 1.0
+                if truncated and not terminated:  # time limit: the future is not zero, bootstrap it
+                    with torch.no_grad():
+                        out["bootstrap"][t] = self.agent.value(torch.as_tensor(self.obs, dtype=torch.float32)[None])[0]
+                finished["return"].append(self.episode_return)
+                finished["length"].append(self.episode_length)
+                finished["tracking_error"].append(info["tracking_error"])
+                self.episode_return, self.episode_length = 0.0, 0
+                self.obs, _ = self.env.reset()
+        with torch.no_grad():
+            out["next_value"] = float(self.agent.value(torch.as_tensor(self.obs, dtype=torch.float32)[None])[0])
+        out["finished"] = finished
+        return out
+
+
+def _worker_main(pipe, env_config: dict, seed: int, hidden, init_log_std: float) -> None:
+    torch.set_num_threads(1)
+    try:
+        worker = RolloutWorker(env_config, seed, hidden, init_log_std)
+        pipe.send(("ok", (worker.obs.shape[0], worker.env.action_space.shape[0])))
+        while True:
+            command, argument = pipe.recv()
+            if command == "close":
+                break
+            if command == "rollout":
+                result = worker.rollout(*argument)
+            elif command == "get_state":
+                result = worker.state
+            else:
+                worker.state = argument
+                result = None
+            pipe.send(("ok", result))
+    except Exception as err:  # report to the learner instead of dying silently
+        import traceback
+
+        pipe.send(("error", f"{type(err).__name__}: {err}\n{traceback.format_exc()}"))
+
+
+class WorkerPool:
+    """Rollout workers in separate processes (one MuJoCo model each, one thread each)."""
+
+    def __init__(self, n: int, env_config: dict, seed: int, hidden, init_log_std: float):
+        import multiprocessing as mp
+
+        context = mp.get_context("spawn")
+        self.pipes, self.processes = [], []
+        for i in range(n):
+            parent, child = context.Pipe()
+            process = context.Process(target=_worker_main, args=(child, env_config, seed + i, hidden, init_log_std),
+                                      daemon=True)
+            process.start()
+            self.pipes.append(parent)
+            self.processes.append(process)
+        self.n_obs, self.n_act = self._gather()[0]
+
+    def _gather(self) -> list:
+        results = []
+        for pipe in self.pipes:
+            status, value = pipe.recv()
+            if status == "error":
+                raise KinesisNeuroError(f"rollout worker failed: {value}")
+            results.append(value)
+        return results
+
+    def _broadcast(self, command: str, arguments) -> list:
+        for pipe, argument in zip(self.pipes, arguments):
+            pipe.send((command, argument))
+        return self._gather()
+
+    def rollout(self, weights: dict, steps: int) -> list[dict]:
+        return self._broadcast("rollout", [(weights, steps)] * len(self.pipes))
+
+    def get_states(self) -> list[dict]:
+        return self._broadcast("get_state", [None] * len(self.pipes))
+
+    def set_states(self, states: list[dict]) -> None:
+        self._broadcast("set_state", states)
+
+    def close(self) -> None:
+        for pipe, process in zip(self.pipes, self.processes):
+            if process.is_alive():
+                pipe.send(("close", None))
+            process.join(timeout=10)
 
 
 def _to_tensors(obj):
@@ -165,20 +286,13 @@ class Trainer:
             config = PPOConfig(**saved)
         self.config = config
         (self.out / "config.json").write_text(json.dumps(asdict(config), indent=2))
-        os.environ["OMP_NUM_THREADS"] = "1"
-        torch.set_num_threads(1)
+        os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the workers: one thread each
+        torch.set_num_threads(os.cpu_count() or 1)  # the learner runs while the workers wait
         self._seed(config.seed)
-        from gymnasium.vector import AsyncVectorEnv, AutoresetMode
-
-        self.envs = AsyncVectorEnv([_make_env(config.env, config.seed + i) for i in range(config.workers)],
-                                   context="spawn", autoreset_mode=AutoresetMode.SAME_STEP)
-        n_obs, n_act = self.envs.single_observation_space.shape[0], self.envs.single_action_space.shape[0]
-        self.agent = ActorCritic(n_obs, n_act, config.hidden, config.init_log_std)
+        self.workers = WorkerPool(config.workers, config.env, config.seed, config.hidden, config.init_log_std)
+        self.agent = ActorCritic(self.workers.n_obs, self.workers.n_act, config.hidden, config.init_log_std)
         self.optimizer = torch.optim.Adam(self.agent.parameters(), lr=config.learning_rate, eps=1e-5)
         self.update, self.global_step = 0, 0
-        self.obs, _ = self.envs.reset(seed=config.seed)
-        self.episode_return = np.zeros(config.workers)
-        self.episode_length = np.zeros(config.workers, dtype=int)
         if checkpoint is not None:
             self._restore(checkpoint)
         self.stop_requested = False
@@ -196,8 +310,7 @@ class Trainer:
             "agent": self.agent.state_dict(), "optimizer": self.optimizer.state_dict(),
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1],
                     "numpy_pos": int(np.random.get_state()[2]), "python": list(random.getstate()[1])},
-            "envs": list(self.envs.get_attr("state")), "obs": self.obs,
-            "episode_return": self.episode_return, "episode_length": self.episode_length,
+            "workers": self.workers.get_states(),
         }
 
     def save(self) -> Path:
@@ -212,45 +325,26 @@ class Trainer:
         torch.set_rng_state(ckpt["rng"]["torch"])
         np.random.set_state(("MT19937", ckpt["rng"]["numpy"].numpy(), ckpt["rng"]["numpy_pos"], 0, 0.0))
         random.setstate((3, tuple(int(v) for v in ckpt["rng"]["python"]), None))
-        self.envs.set_attr("state", _to_numpy(ckpt["envs"]))
-        self.obs = ckpt["obs"].numpy()
-        self.episode_return = ckpt["episode_return"].numpy()
-        self.episode_length = ckpt["episode_length"].numpy()
+        if "workers" in ckpt:
+            self.workers.set_states(_to_numpy(ckpt["workers"]))
+        else:  # checkpoints written before rollouts moved into the workers: fresh action-noise RNGs
+            fresh = self.workers.get_states()
+            self.workers.set_states([{**f, "env": _to_numpy(e), "obs": o.numpy(), "episode_return": float(r),
+                                      "episode_length": int(n)}
+                                     for f, e, o, r, n in zip(fresh, ckpt["envs"], ckpt["obs"],
+                                                              ckpt["episode_return"], ckpt["episode_length"])])
 
     # -- one PPO iteration --------------------------------------------------------------------------
     def collect(self) -> tuple[dict, dict]:
-        """Roll out ``rollout_steps`` per worker; returns the batch and episode statistics."""
+        """Every worker rolls out ``rollout_steps`` with the current policy; GAE on the result."""
         c, T, N = self.config, self.config.rollout_steps, self.config.workers
-        obs = torch.zeros((T, N, self.obs.shape[1]))
-        actions = torch.zeros((T, N, self.envs.single_action_space.shape[0]))
-        logprobs, rewards, dones, values = (torch.zeros((T, N)) for _ in range(4))
-        bootstrap = torch.zeros((T, N))  # value of the final obs of truncated episodes
-        finished = {"return": [], "length": [], "tracking_error": []}
-        for t in range(T):
-            o = torch.as_tensor(self.obs, dtype=torch.float32)
-            with torch.no_grad():
-                dist = self.agent.distribution(o)
-                action = dist.sample()
-                values[t] = self.agent.value(o)
-            obs[t], actions[t], logprobs[t] = o, action, dist.log_prob(action).sum(-1)
-            self.obs, reward, terminated, truncated, info = self.envs.step(action.numpy())
-            rewards[t] = torch.as_tensor(reward, dtype=torch.float32)
-            done = terminated | truncated
-            dones[t] = torch.as_tensor(done, dtype=torch.float32)
-            self.episode_return += reward
-            self.episode_length += 1
-            for i in np.flatnonzero(done):
-                if truncated[i] and not terminated[i]:
-                    with torch.no_grad():
-                        final = torch.as_tensor(info["final_obs"][i], dtype=torch.float32)[None]
-                        bootstrap[t, i] = self.agent.value(final)[0]
-                finished["return"].append(float(self.episode_return[i]))
-                finished["length"].append(int(self.episode_length[i]))
-                finished["tracking_error"].append(float(info["final_info"]["tracking_error"][i]))
-                self.episode_return[i], self.episode_length[i] = 0.0, 0
-            self.global_step += N
-        with torch.no_grad():
-            next_value = self.agent.value(torch.as_tensor(self.obs, dtype=torch.float32))
+        parts = self.workers.rollout(self.agent.state_dict(), T)
+        stacked = {k: torch.as_tensor(np.stack([p[k] for p in parts], axis=1))
+                   for k in ("obs", "actions", "logprobs", "values", "rewards", "dones", "bootstrap")}
+        next_value = torch.tensor([p["next_value"] for p in parts], dtype=torch.float32)
+        finished = {k: [v for p in parts for v in p["finished"][k]] for k in ("return", "length", "tracking_error")}
+        self.global_step += T * N
+        values, rewards, dones, bootstrap = (stacked[k] for k in ("values", "rewards", "dones", "bootstrap"))
         advantages = torch.zeros((T, N))
         gae = torch.zeros(N)
         for t in reversed(range(T)):
@@ -259,8 +353,8 @@ class Trainer:
             delta = target - values[t]
             gae = delta + c.gamma * c.gae_lambda * (1 - dones[t]) * gae
             advantages[t] = gae
-        batch = {"obs": obs.reshape(T * N, -1), "actions": actions.reshape(T * N, -1),
-                 "logprobs": logprobs.reshape(-1), "advantages": advantages.reshape(-1),
+        batch = {"obs": stacked["obs"].reshape(T * N, -1), "actions": stacked["actions"].reshape(T * N, -1),
+                 "logprobs": stacked["logprobs"].reshape(-1), "advantages": advantages.reshape(-1),
                  "returns": (advantages + values).reshape(-1), "values": values.reshape(-1)}
         return batch, finished
 
@@ -355,4 +449,4 @@ class Trainer:
         self.stop_requested = True
 
     def close(self) -> None:
-        self.envs.close()
+        self.workers.close()
