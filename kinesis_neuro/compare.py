@@ -196,7 +196,7 @@ def compare(recording: Recording, human: xr.DataArray, *, side: str = "right", m
     return ds
 
 
-SYNERGY_MAX_CYCLES = 30  # as musclesyneRgies (cy_max): synergies from at most 30 consecutive cycles
+SYNERGY_MAX_CYCLES = 10  # synergies from at most 10 consecutive cycles per side (musclesyneRgies allows up to 30)
 
 
 def _synergy_comparison(sim: xr.DataArray, human: xr.DataArray) -> xr.Dataset:
@@ -211,10 +211,17 @@ def _synergy_comparison(sim: xr.DataArray, human: xr.DataArray) -> xr.Dataset:
     sim_model = SynergyModel().fit(sim)
     pairs = match(human_model.weights_, sim_model.weights_)
     crossed = cross_fit(human_model.weights_, sim)
-    hw, sw = human_model.to_dataset().weights, sim_model.to_dataset().weights
+    human_fit, sim_fit = human_model.to_dataset(), sim_model.to_dataset()
+    hw, sw = human_fit.weights, sim_fit.weights
+
+    def mean_pattern(fit: xr.Dataset) -> xr.DataArray:  # activation pattern averaged over cycles/subjects
+        return fit.patterns.mean([d for d in fit.patterns.dims if d not in ("phase", "synergy")])
+
     out = xr.Dataset({
         "human_synergy_weights": hw.rename(synergy="human_synergy"),
         "sim_synergy_weights": sw.rename(synergy="sim_synergy"),
+        "human_synergy_patterns": mean_pattern(human_fit).rename(synergy="human_synergy"),
+        "sim_synergy_patterns": mean_pattern(sim_fit).rename(synergy="sim_synergy"),
         "matched_cosine": ("matched", np.asarray(pairs.cosine, dtype=float)),
         "matched_human": ("matched", np.asarray(hw.synergy.values)[pairs.index_a]),
         "matched_sim": ("matched", np.asarray(sw.synergy.values)[pairs.index_b]),

@@ -136,19 +136,28 @@ def plot_comparison(ds: xr.Dataset, out_dir: str | Path) -> list[Path]:
 
     if "matched_cosine" in ds:
         n = ds.sizes["matched"]
-        fig, axes = plt.subplots(1, n, figsize=(2.4 * n, 3.0), sharey=True, squeeze=False)
-        for k, ax in enumerate(axes[0]):
-            h = ds.human_synergy_weights.sel(human_synergy=ds.matched_human.values[k]).values
-            s = ds.sim_synergy_weights.sel(sim_synergy=ds.matched_sim.values[k]).values
-            y = np.arange(len(channels))
-            ax.barh(y - 0.2, h, height=0.4, color="k", label="human")
-            ax.barh(y + 0.2, s, height=0.4, color="C1", label="simulation")
-            ax.set_yticks(y, channels, fontsize=7)
+        fig, axes = plt.subplots(2, n, figsize=(2.6 * n, 5.6), squeeze=False, gridspec_kw={"height_ratios": [3, 2]})
+        y = np.arange(len(channels))
+        for k in range(n):
+            human_syn, sim_syn = ds.matched_human.values[k], ds.matched_sim.values[k]
+            ax = axes[0, k]
+            ax.barh(y - 0.2, ds.human_synergy_weights.sel(human_synergy=human_syn).values, height=0.4, color="k",
+                    label="human")
+            ax.barh(y + 0.2, ds.sim_synergy_weights.sel(sim_synergy=sim_syn).values, height=0.4, color="C1",
+                    label="simulation")
+            ax.set_yticks(y, channels if k == 0 else [], fontsize=7)
             ax.set_title(f"cos = {float(ds.matched_cosine[k]):.2f}", fontsize=9)
+            ax = axes[1, k]
+            for var, syn, color in (("human_synergy_patterns", {"human_synergy": human_syn}, "k"),
+                                    ("sim_synergy_patterns", {"sim_synergy": sim_syn}, "C1")):
+                pattern = ds[var].sel(syn)
+                ax.plot(pattern.phase.values, pattern.values / max(float(pattern.max()), 1e-12), color=color, lw=1.2)
+            ax.set_xlabel("gait cycle (%)", fontsize=8)
         axes[0, 0].legend(fontsize=7, frameon=False)
-        fig.suptitle(f"matched synergy weights (human rank {ds.attrs['human_rank']}, "
-                     f"simulation rank {ds.attrs['sim_rank']})", fontsize=10)
+        axes[1, 0].set_ylabel("activation pattern / peak", fontsize=8)
+        fig.suptitle(f"matched synergies: weights (top) and activation patterns (bottom); human rank "
+                     f"{ds.attrs['human_rank']}, simulation rank {ds.attrs['sim_rank']}", fontsize=10)
         fig.tight_layout()
-        paths += _save(fig, out_dir, "synergy_weights")
+        paths += _save(fig, out_dir, "synergies")
         plt.close(fig)
     return paths

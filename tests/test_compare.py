@@ -26,7 +26,7 @@ def test_compare_cli_writes_every_output(periodic_recording, tmp_path, capsys):
     assert "median r" in capsys.readouterr().out
     for name in ("summary.json", "correlation.csv", "comparison.nc"):
         assert (out / name).stat().st_size > 0
-    for figure in ("cycles_overlay", "r_boxplot", "per_subject", "lag_curves", "synergy_weights"):
+    for figure in ("cycles_overlay", "r_boxplot", "per_subject", "lag_curves", "synergies"):
         assert (out / f"{figure}.png").stat().st_size > 5000 and (out / f"{figure}.svg").exists()
     result = json.loads((out / "summary.json").read_text())
     ds = storage.load(out / "comparison.nc")
