@@ -121,7 +121,8 @@ def human_cycles(source, *, side: str = "right", n_points: int = 101, split=None
         if events is None:
             if card is None:
                 raise ProcessingError(f"{text}: give the gait events (a GRF .mot, .c3d or musclesyneRgies .RData)")
-            events = card.card.get("grf") and f"{name}/{card.card['grf']}" or f"{name}/{entry.name}"
+            grf = card.card.get("grf")  # GRF heel strikes, else the file's own cycle timings (RData)
+            events = f"{name}/{grf}" if grf else f"{name}/{entry.name}"
         table = events if isinstance(events, pd.DataFrame) else emg.read_events(events, data_dir=data_dir)
         processed = process(signal, preset)
         if activation_dynamics:
