@@ -1,0 +1,1 @@
+"""Muscle redundancy: null space of the activation-to-torque map, variability, effort and feasible ranges."""
