@@ -170,6 +170,20 @@ def _synergies(args) -> None:
     print(json.dumps(result, indent=2))
 
 
+def _nullspace(args) -> None:
+    import json
+
+    from kinesis_neuro.record import Recording
+    from kinesis_neuro.redundancy.nullspace import analyse
+
+    results, summary = analyse(Recording.load(args.recording), step=args.step, feasible_every=args.feasible_every)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results.to_netcdf(out / "nullspace.nc", engine="h5netcdf")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(json.dumps(summary, indent=2))
+
+
 def _train(args) -> None:
     from kinesis_neuro.train import PPOConfig, Trainer
 
@@ -309,6 +323,13 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_argument("--rank-rule", default="r2_linearity", choices=["r2_linearity", "vaf"])
     sy.add_argument("--out", required=True)
     sy.set_defaults(func=_synergies)
+
+    ns = sub.add_parser("nullspace", help="null-space analyses of a recording (rank, perturbations, effort, ranges)")
+    ns.add_argument("--recording", required=True)
+    ns.add_argument("--step", type=int, default=10, help="analyse every STEP-th frame")
+    ns.add_argument("--feasible-every", type=int, default=100, help="feasible ranges every N-th frame (slow LPs)")
+    ns.add_argument("--out", required=True)
+    ns.set_defaults(func=_nullspace)
 
     ro = sub.add_parser("rollout", help="run a trained policy: evaluation metrics and a recording")
     ro.add_argument("--policy", required=True, help="policy folder (policy.safetensors + policy.json)")

@@ -190,3 +190,20 @@ def test_myolegs_static_optimisation_walk(walk):
                              maps.muscle.values)
     assert ranges.feasible.all()
     assert np.all(ranges.lower.values - 1e-6 <= act[::3]) and np.all(act[::3] <= ranges.upper.values + 1e-6)
+
+
+def test_nullspace_cli_on_static_optimisation(data_dir, tmp_path):
+    import json
+
+    from kinesis_neuro.cli import main
+    from kinesis_neuro.simulate import static_optimisation_recording
+
+    path = tmp_path / "so.nc"
+    static_optimisation_recording("moco-walk", "moco-walk/grf_walk.mot", progress=False).save(path)
+    assert main(["nullspace", "--recording", str(path), "--step", "50", "--feasible-every", "500",
+                 "--out", str(tmp_path / "ns")]) == 0
+    summary = json.loads((tmp_path / "ns" / "summary.json").read_text())
+    assert summary["rank_median"] == 14 and summary["null_dim_median"] == 66
+    assert summary["null_torque_change_max_n_m"] < 1e-6 < summary["random_torque_change_median_n_m"]
+    assert abs(summary["excess_effort_mean"]) < 1e-4  # static optimisation is already effort-optimal
+    assert "delta_v_note" in summary  # the trial holds no complete gait cycle: no UCM decomposition

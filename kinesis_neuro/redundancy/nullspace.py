@@ -22,7 +22,7 @@ import numpy as np
 import xarray as xr
 from scipy.optimize import linprog
 
-from kinesis_neuro.errors import DataFormatError, ProcessingError
+from kinesis_neuro.errors import DataFormatError, KinesisNeuroError, ProcessingError
 from kinesis_neuro.model import LEG_JOINTS, Couplings, muscle_names
 from kinesis_neuro.record import Recording
 from kinesis_neuro.static_optimisation import _leg_map, muscle_state, solve_frame
@@ -337,3 +337,60 @@ def feasible_ranges(A, tau, muscles) -> xr.Dataset:
              obligatory=((dim, "muscle"), lower > OBLIGATORY_LEVEL,
                          dict(description=f"lowest feasible activation > {OBLIGATORY_LEVEL:g}"))),
         coords=coords)
+
+
+def analyse(recording: Recording, *, step: int = 10, feasible_every: int = 100, n_phase: int = 51,
+            norm: float = 0.05, seed: int = 0, model: mujoco.MjModel | None = None) -> tuple[xr.Dataset, dict]:
+    """Null-space analyses of a MyoLegs recording on every ``step``-th frame: maps and their rank,
+    the open-loop perturbation test, effort optimality, feasible ranges (every ``feasible_every``-th
+    frame) and, when the recording has varying gait cycles, the UCM decomposition over ``n_phase``
+    phase points. Returns the results as one Dataset and a summary dict."""
+    from kinesis_neuro import gait
+    from kinesis_neuro import model as mdl
+
+    model = model or mdl.load_model()
+    qpos, qvel = recording_states(model, recording)
+    frames = np.arange(0, qpos.shape[0], step)
+    time = recording.data.time.values[frames]
+    maps = activation_torque_map(model, qpos[frames], qvel[frames], time=time)
+    activation = _model_activation(model, recording.data)[frames]
+    perturbed = perturbation_test(maps, activation, norm=norm, seed=seed)
+    effort = effort_optimality(model, recording.data.isel(time=frames))
+    every = frames[:: max(1, feasible_every // step)]
+    sub = maps.sel(time=recording.data.time.values[every])
+    a_sub = _model_activation(model, recording.data)[every]
+    tau = np.einsum("tjm,tm->tj", sub["A"].values, a_sub)
+    feasible = feasible_ranges(sub["A"], tau, list(sub.muscle.values))
+    summary = {
+        "frames": int(frames.size), "rank_median": float(np.median(maps["rank"].values)),
+        "null_dim_median": float(np.median(maps["null_dim"].values)),
+        "null_torque_change_max_n_m": float(perturbed.null_torque_change.max()),
+        "random_torque_change_median_n_m": float(perturbed.random_torque_change.median()),
+        "excess_effort_mean": float(effort.excess_effort.mean()),
+        "obligatory_fraction": float(feasible.obligatory.mean()),
+    }
+    results = {"rank": maps["rank"], "null_dim": maps["null_dim"],
+               "null_torque_change": perturbed.null_torque_change,
+               "random_torque_change": perturbed.random_torque_change,
+               "excess_effort": effort.excess_effort, "effort_distance": effort.distance,
+               "feasible_lower": feasible.lower.rename(time="feasible_time"),
+               "feasible_upper": feasible.upper.rename(time="feasible_time")}
+    try:
+        events = recording.events()
+        state = xr.DataArray(np.concatenate([qpos, qvel], axis=1), dims=("time", "channel"),
+                             coords={"time": recording.data.time.values,
+                                     "channel": [f"q{i}" for i in range(model.nq)] + [f"v{i}" for i in range(model.nv)]},
+                             attrs={"sampling_rate": recording.data.attrs["sampling_rate"]})
+        act = recording.data.activation.rename(muscle="channel").transpose("time", "channel")
+        act.attrs = {"sampling_rate": recording.data.attrs["sampling_rate"]}
+        act_cycles = gait.segment_cycles(act, events, n_points=n_phase, outlier_sd=None)
+        mean_state = gait.segment_cycles(state, events, n_points=n_phase, outlier_sd=None).mean("cycle").values
+        phase_maps = activation_torque_map(model, mean_state[:, : model.nq], mean_state[:, model.nq:],
+                                           time=act_cycles.phase.values)
+        ucm = variability_decomposition(act_cycles, phase_maps["A"].rename(time="phase"))
+        results["delta_v"] = ucm.delta_v
+        summary.update(delta_v_mean=float(ucm.delta_v.mean()), delta_v_min=float(ucm.delta_v.min()),
+                       delta_v_max=float(ucm.delta_v.max()))
+    except KinesisNeuroError as err:
+        summary["delta_v_note"] = str(err)
+    return xr.Dataset(results, attrs={k: v for k, v in summary.items() if not isinstance(v, str)}), summary
