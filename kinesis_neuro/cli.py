@@ -170,6 +170,18 @@ def _synergies(args) -> None:
     print(json.dumps(result, indent=2))
 
 
+def _ablate(args) -> None:
+    from kinesis_neuro.redundancy import ablation
+
+    kind = args.muscles if args.muscles else args.kind
+    conditions = ablation.conditions(kind, factor=args.weaken)
+    ds = ablation.sweep(args.policy, conditions, episodes=args.episodes, seed=args.seed,
+                        episode_seconds=args.episode_seconds, scheduler=args.scheduler, out=args.out)
+    table = ablation.summary(ds)
+    print(table.to_string(float_format=lambda v: f"{v:.3g}"))
+    print(f"{ds.sizes['condition']} conditions x {ds.sizes['episode']} episodes; outputs in {args.out}")
+
+
 def _nullspace(args) -> None:
     import json
 
@@ -323,6 +335,18 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_argument("--rank-rule", default="r2_linearity", choices=["r2_linearity", "vaf"])
     sy.add_argument("--out", required=True)
     sy.set_defaults(func=_synergies)
+
+    ab = sub.add_parser("ablate", help="muscle ablation/weakness sweep of a policy on dask.distributed")
+    ab.add_argument("--policy", required=True, help="policy folder")
+    ab.add_argument("--kind", default="muscles", choices=["muscles", "groups"], help="every muscle or every group")
+    ab.add_argument("--muscles", nargs="+", help="only these muscles or groups (e.g. tibant_r quadriceps_l)")
+    ab.add_argument("--weaken", type=float, help="weaken (max force x FACTOR) instead of silencing")
+    ab.add_argument("--episodes", type=int, default=3)
+    ab.add_argument("--episode-seconds", type=float, help="episode cap (default: the policy's)")
+    ab.add_argument("--seed", type=int, default=0)
+    ab.add_argument("--scheduler", help="address of an existing dask scheduler (default: a LocalCluster)")
+    ab.add_argument("--out", required=True, help="output folder (partial results there make reruns resume)")
+    ab.set_defaults(func=_ablate)
 
     ns = sub.add_parser("nullspace", help="null-space analyses of a recording (rank, perturbations, effort, ranges)")
     ns.add_argument("--recording", required=True)
