@@ -144,27 +144,16 @@ def _compare(args) -> None:
 def _synergies(args) -> None:
     import json
 
-    from kinesis_neuro import compare, synergies
+    from kinesis_neuro import compare
     from kinesis_neuro.record import Recording
 
     n_points, split = _phase_grid(args.phase_points)
     human = compare.human_cycles(args.emg, side=args.side, n_points=n_points, split=split, data_dir=args.data_dir)
-    model = synergies.SynergyModel(rank_rule=args.rank_rule).fit(human.clip(min=0.0))
+    recording = Recording.load(args.recording) if args.recording else None
+    result, fitted = compare.synergy_analysis(human, recording, side=args.side, rank_rule=args.rank_rule)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    result = {"human_rank": int(model.rank_), "human_r2": float(model.r2_), "human_vaf": float(model.vaf_),
-              "r2_curve": [float(v) for v in model.r2_curve_]}
-    datasets = {"human": model.to_dataset()}
-    if args.recording:
-        recording = Recording.load(args.recording)
-        sim = compare.simulated_cycles(recording, [str(c) for c in human.channel.values], side=args.side,
-                                       n_points=human.sizes["phase"], split=split).clip(min=0.0)
-        sim_model = synergies.SynergyModel(rank_rule=args.rank_rule).fit(sim)
-        pairs = synergies.match(model.weights_, sim_model.weights_)
-        result.update(sim_rank=int(sim_model.rank_), matched_cosine=[float(c) for c in pairs.cosine],
-                      cross_fit_vaf=float(synergies.cross_fit(model.weights_, sim).vaf))
-        datasets["simulation"] = sim_model.to_dataset()
-    for name, ds in datasets.items():
+    for name, ds in fitted.items():
         ds.to_netcdf(out / f"synergies_{name}.nc", engine="h5netcdf")
     (out / "synergies.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))

@@ -232,6 +232,28 @@ def _synergy_comparison(sim: xr.DataArray, human: xr.DataArray) -> xr.Dataset:
     return out
 
 
+def synergy_analysis(human: xr.DataArray, recording: Recording | None = None, *, side: str = "right",
+                     rank_rule: str = "r2_linearity") -> tuple[dict, dict[str, xr.Dataset]]:
+    """Synergies of human cycles and, with a ``recording``, of its simulated cycles on the same grid,
+    matched to the human ones. Returns a summary dict and the fitted synergies as Datasets."""
+    from kinesis_neuro.synergies import SynergyModel, cross_fit, match
+
+    model = SynergyModel(rank_rule=rank_rule).fit(human.clip(min=0.0))
+    result = {"human_rank": int(model.rank_), "human_r2": float(model.r2_), "human_vaf": float(model.vaf_),
+              "r2_curve": [float(v) for v in model.r2_curve_]}
+    fitted = {"human": model.to_dataset()}
+    if recording is not None:
+        split = (100, 100) if str(human.attrs.get("phase_definition", "")).startswith("stance") else None
+        sim = simulated_cycles(recording, [str(c) for c in human.channel.values], side=side,
+                               n_points=human.sizes["phase"], split=split).clip(min=0.0)
+        sim_model = SynergyModel(rank_rule=rank_rule).fit(sim)
+        result.update(sim_rank=int(sim_model.rank_),
+                      matched_cosine=[float(c) for c in match(model.weights_, sim_model.weights_).cosine],
+                      cross_fit_vaf=float(cross_fit(model.weights_, sim).vaf))
+        fitted["simulation"] = sim_model.to_dataset()
+    return result, fitted
+
+
 def summary(ds: xr.Dataset) -> dict:
     """The ``summary.json`` content, computed from a comparison Dataset."""
     muscles = {}

@@ -81,3 +81,13 @@ def test_emg_without_a_complete_cycle(tmp_path):
     events = pd.DataFrame({"time": [0.5, 1.2], "event": ["heel_strike", "toe_off"], "side": ["right", "right"]})
     with pytest.raises(KinesisNeuroError, match="need 2 heel strikes"):
         compare.human_cycles(path, events=events, preset="processed")
+
+
+def test_synergies_cli(periodic_recording, tmp_path, capsys):
+    out = tmp_path / "syn"
+    assert main(["synergies", "--emg", "musclesynergies/SYNS.RData", "--phase-points", "100,100",
+                 "--recording", str(periodic_recording), "--out", str(out)]) == 0
+    result = json.loads((out / "synergies.json").read_text())
+    assert 1 <= result["human_rank"] <= 10 and 1 <= result["sim_rank"] <= 10
+    assert len(result["matched_cosine"]) == min(result["human_rank"], result["sim_rank"])
+    assert storage.load(out / "synergies_human.nc")["weights"].sizes["channel"] == 13
