@@ -159,6 +159,16 @@ def _synergies(args) -> None:
     print(json.dumps(result, indent=2))
 
 
+def _export(args) -> None:
+    from kinesis_neuro import export, storage
+    from kinesis_neuro.record import Recording
+
+    comparison = storage.load(args.comparison) if args.comparison else None
+    ds = export.study_dataset([Recording.load(p) for p in args.recording], comparison, side=args.side)
+    for path in export.write(ds, args.out, args.format):
+        print(f"wrote {path}")
+
+
 def _ablate(args) -> None:
     from kinesis_neuro.redundancy import ablation
 
@@ -324,6 +334,14 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_argument("--rank-rule", default="r2_linearity", choices=["r2_linearity", "vaf"])
     sy.add_argument("--out", required=True)
     sy.set_defaults(func=_synergies)
+
+    xp = sub.add_parser("export", help="one self-describing study dataset (NetCDF/Zarr/CSV) + data dictionary")
+    xp.add_argument("--recording", nargs="+", required=True, help="recording(s) .nc")
+    xp.add_argument("--comparison", help="comparison.nc from kinesis-neuro compare")
+    xp.add_argument("--side", default="right")
+    xp.add_argument("--format", default="netcdf", choices=["netcdf", "zarr", "csv"])
+    xp.add_argument("--out", required=True)
+    xp.set_defaults(func=_export)
 
     ab = sub.add_parser("ablate", help="muscle ablation/weakness sweep of a policy on dask.distributed")
     ab.add_argument("--policy", required=True, help="policy folder")
