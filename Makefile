@@ -28,6 +28,8 @@ run: setup
 		--split 100,100 --out $(OUT)/musclesynergies_cycles.nc --plot $(OUT)/musclesynergies_cycles.png
 	$(BIN)/kinesis-neuro motion check --motion moco-walk
 	$(BIN)/kinesis-neuro simulate --controller static-opt --motion moco-walk --emg moco-walk --out $(OUT)/static-opt.nc
+	$(BIN)/kinesis-neuro simulate --controller static-opt --motion moco-walk --periodic 4 --out $(OUT)/static-opt-periodic.nc
+	$(BIN)/kinesis-neuro compare --recording $(OUT)/static-opt-periodic.nc --emg moco-walk --out $(OUT)/compare-moco-walk
 
 test: setup
 	KINESIS_NEURO_OFFLINE=1 $(BIN)/python -m pytest -n 2 -q
