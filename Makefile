@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export KINESIS_NEURO_DATA ?= $(abspath ../shared/datasets)
 OUT ?= out
 
-.PHONY: setup run test clean
+.PHONY: setup run test figures clean
 
 setup: $(VENV)/.installed
 
@@ -33,6 +33,9 @@ run: setup
 
 test: setup
 	KINESIS_NEURO_OFFLINE=1 $(BIN)/python -m pytest -n 2 -q
+
+figures: setup
+	$(BIN)/python -m kinesis_neuro.notebooks notebooks/*.ipynb --figures figures
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache
