@@ -63,9 +63,16 @@ def muscle_state(model: mujoco.MjModel, data: mujoco.MjData) -> dict[str, np.nda
     mujoco.mju_sparse2dense(moment, data.actuator_moment, data.moment_rownnz, data.moment_rowadr,
                             data.moment_colind)
     data.actuator_velocity[:] = moment @ data.qvel  # as mj_fwdVelocity
-    bias, full = (_actuator_force(model, data, level) for level in (0.0, 1.0))
-    return dict(gain=full - bias, bias=bias, moment=moment, length=data.actuator_length.copy(),
+    gain, bias = gain_and_bias(model, data)
+    return dict(gain=gain, bias=bias, moment=moment, length=data.actuator_length.copy(),
                 velocity=data.actuator_velocity.copy())
+
+
+def gain_and_bias(model: mujoco.MjModel, data: mujoco.MjData) -> tuple[np.ndarray, np.ndarray]:
+    """``(gain, bias)`` (N) with muscle force = gain * act + bias at the current length and velocity
+    (position and velocity stages already computed), from MuJoCo's own actuation at activation 0 and 1."""
+    bias = _actuator_force(model, data, 0.0)
+    return _actuator_force(model, data, 1.0) - bias, bias
 
 
 def _actuator_force(model: mujoco.MjModel, data: mujoco.MjData, activation: float) -> np.ndarray:

@@ -18,6 +18,7 @@ import numpy as np
 from kinesis_neuro import model as mdl
 from kinesis_neuro.envs.reference import TRACKED_BODIES, ReferenceTable, body_linear_velocity, walking_reference
 from kinesis_neuro.errors import KinesisNeuroError
+from kinesis_neuro.static_optimisation import gain_and_bias
 
 CONTROL_MODES = ("direct", "target-length")
 
@@ -191,12 +192,7 @@ class MyoLegsImitationEnv(gym.Env):
         d, f_max = self.data, self.model.actuator_gainprm[:, 2]
         kp = 5.0 * f_max
         force = np.minimum(np.maximum(kp * (target - d.actuator_length - 0.1 * d.actuator_velocity), -f_max), 0.0)
-        d.act[:] = 0.0
-        mujoco.mj_fwdActuation(self.model, d)
-        bias = d.actuator_force.copy()
-        d.act[:] = 1.0
-        mujoco.mj_fwdActuation(self.model, d)
-        gain = d.actuator_force - bias
+        gain, bias = gain_and_bias(self.model, d)
         act = (force - bias) / np.minimum(gain, -1e-9)  # gain < 0 for every muscle with a force-length overlap
         return np.minimum(np.maximum(act, 0.0), 1.0) * self._mask
 
