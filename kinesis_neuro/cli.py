@@ -187,9 +187,27 @@ def _nullspace(args) -> None:
     from kinesis_neuro.record import Recording
     from kinesis_neuro.redundancy.nullspace import analyse
 
-    results, summary = analyse(Recording.load(args.recording), step=args.step, feasible_every=args.feasible_every)
+    if (args.recording is None) == (args.policy is None):
+        raise KinesisNeuroError("give either --recording (e.g. static optimisation) or --policy")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    closed_loop = {}
+    if args.policy:
+        from kinesis_neuro import policies
+        from kinesis_neuro.redundancy.perturbation import closed_loop_perturbation
+        from kinesis_neuro.rollout import rollout
+
+        policy = policies.load(args.policy)
+        recording = rollout(policy, episodes=args.episodes, seed=args.seed)[1]
+        perturbed = closed_loop_perturbation(policy, episodes=args.episodes, norm=args.norm, seed=args.seed,
+                                             episode_seconds=args.perturbation_seconds)
+        perturbed.to_netcdf(out / "closed_loop_perturbation.nc", engine="h5netcdf")
+        closed_loop = {"closed_loop_perturbation": perturbed.attrs}
+    else:
+        recording = Recording.load(args.recording)
+    results, summary = analyse(recording, step=args.step, feasible_every=args.feasible_every, norm=args.norm,
+                               seed=args.seed)
+    summary.update(closed_loop)
     results.to_netcdf(out / "nullspace.nc", engine="h5netcdf")
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
@@ -356,7 +374,12 @@ def build_parser() -> argparse.ArgumentParser:
     ab.set_defaults(func=_ablate)
 
     ns = sub.add_parser("nullspace", help="null-space analyses of a recording (rank, perturbations, effort, ranges)")
-    ns.add_argument("--recording", required=True)
+    ns.add_argument("--recording", help="recording .nc (simulate or rollout)")
+    ns.add_argument("--policy", help="policy folder: record --episodes rollouts and perturb it in closed loop")
+    ns.add_argument("--episodes", type=int, default=5, help="with --policy: seeded episodes")
+    ns.add_argument("--seed", type=int, default=0)
+    ns.add_argument("--norm", type=float, default=0.05, help="perturbation norm (activation, Euclidean)")
+    ns.add_argument("--perturbation-seconds", type=float, default=2.0, help="with --policy: episode cap (s)")
     ns.add_argument("--step", type=int, default=10, help="analyse every STEP-th frame")
     ns.add_argument("--feasible-every", type=int, default=100, help="feasible ranges every N-th frame (slow LPs)")
     ns.add_argument("--out", required=True)

@@ -71,11 +71,7 @@ def simulated_cycles(recording: Recording, channels, *, side: str = "right", n_p
                                   mapping=mapping_table)
     cycles = gait.segment_cycles(act.transpose("time", "channel"), events, side=side, n_points=n_points,
                                  split=split)
-    if "episode" in recording.data:
-        episode = recording.data.episode
-        same = (episode.sel(time=cycles.cycle_start.values, method="nearest").values
-                == episode.sel(time=cycles.cycle_end.values, method="nearest").values)
-        cycles = cycles.isel(cycle=np.flatnonzero(same))
+    cycles = recording.within_one_episode(cycles)
     if cycles.sizes["cycle"] == 0:
         raise ProcessingError(f"{recording.source or 'recording'}: no complete {side} gait cycle within one episode")
     return cycles

@@ -313,6 +313,16 @@ class Recording:
                                 "side": self.data[f"{k}_side"].values.astype(str)}) for k in EVENT_KINDS]
         return gait.events_from_table(pd.concat(tables, ignore_index=True))
 
+    def within_one_episode(self, cycles: xr.DataArray) -> xr.DataArray:
+        """``cycles`` (from :func:`kinesis_neuro.gait.segment_cycles` on this recording) without those that
+        start in one episode and end in another (recordings of several rollout episodes)."""
+        if "episode" not in self.data:
+            return cycles
+        episode = self.data.episode
+        same = (episode.sel(time=cycles.cycle_start.values, method="nearest").values
+                == episode.sel(time=cycles.cycle_end.values, method="nearest").values)
+        return cycles.isel(cycle=np.flatnonzero(same))
+
     def summary(self) -> str:
         """One line: motion, controller, duration, sampling, sizes, variables, events."""
         a, t = self.data.attrs, self.data["time"].values

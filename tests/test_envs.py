@@ -90,3 +90,25 @@ def test_direct_mode(data_dir):
     env.reset(seed=0)
     env.step(np.full(80, 1.0))
     assert np.all(env.data.ctrl == 1.0) and np.all(env.data.act > 0.2)
+
+
+def test_reference_walk_puts_the_lower_foot_on_the_floor(env, data_dir):
+    from kinesis_neuro.envs.reference import walking_reference
+    from kinesis_neuro.motion_check import foot_heights
+
+    lower = foot_heights(env.model, walking_reference(duration=3.0)).min("side")
+    assert abs(float(lower.median())) < 1e-3  # m
+    hovering = foot_heights(env.model, walking_reference(duration=3.0, on_floor=False)).min("side")
+    assert float(hovering.median()) > 0.03  # the subject's longer legs lift MyoLegs' stance foot ~5 cm
+
+
+def test_target_lengths_span_from_kinesis_strongest_command_to_slack(env):
+    env.reset(seed=1)
+    mujoco.mj_step1(env.model, env.data)
+    np.testing.assert_allclose(env.target_length(-np.ones(80)), 0.0)  # m: KINESIS's action -1
+    np.testing.assert_allclose(env.target_length(np.zeros(80)), env.model.actuator_lengthrange.mean(axis=1))
+    assert np.all(env._target_length_activation(env.target_length(np.ones(80))) == 0.0)  # twice mid-range: slack
+    strongest = env._target_length_activation(env.target_length(-np.ones(80)))
+    for action in (-0.5, 0.0, 0.5):
+        assert np.all(strongest >= env._target_length_activation(env.target_length(np.full(80, action))))
+    assert np.median(strongest) > 0.9

@@ -30,6 +30,7 @@ class ImitationConfig:
     motion: str = "moco-walk"
     grf: str | None = "moco-walk/grf_walk.mot"
     half_cycle: tuple[float, float] | None = None
+    on_floor: bool = True  # move the reference so the lower foot touches the floor (see walking_reference)
     sim_rate: float = 150.0
     control_rate: float = 30.0
     episode_seconds: float = 10.0
@@ -70,7 +71,8 @@ class MyoLegsImitationEnv(gym.Env):
         self.set_ablation(config.ablate)
         self.set_weakness(config.weaken)
         reference = walking_reference(config.motion, grf=config.grf, half_cycle=config.half_cycle,
-                                      duration=config.episode_seconds + 1.0, data_dir=config.data_dir)
+                                      duration=config.episode_seconds + 1.0, on_floor=config.on_floor,
+                                      model=self.model, data_dir=config.data_dir)
         self.reference = ReferenceTable(self.model, reference, config.sim_rate)
         self.max_steps = int(round(config.episode_seconds * config.control_rate))
         needed = (self.max_steps + max(config.lookahead) + 1) * self.frame_skip
@@ -80,12 +82,16 @@ class MyoLegsImitationEnv(gym.Env):
         self._bodies = self.reference.bodies
         self._foot_sensors = [self.model.sensor(f"{s}_foot").id for s in ("r", "l")]
         self._length_range = self.model.actuator_lengthrange.copy()
+        self._length_centre = self._length_range.mean(axis=1)
         self._l0 = (self._length_range[:, 1] - self._length_range[:, 0]) / (
             self.model.actuator_gainprm[:, 1] - self.model.actuator_gainprm[:, 0])
         n_obs = self._observation_size()
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (n_obs,), np.float64)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (self.model.nu,), np.float32)
         self.recorder = None  # an EpisodeRecorder while recording
+        # called at the start of every control step; returns an activation offset (nu,) held over its
+        # substeps (null-space perturbation studies), or None
+        self.activation_perturbation = None
         self.last_tracking_error = 0.0
         self._start = 0
         self._step = 0
@@ -164,16 +170,16 @@ class MyoLegsImitationEnv(gym.Env):
 
     def step(self, action):
         action = np.clip(np.asarray(action, dtype=float), -1.0, 1.0)
+        offset = None if self.activation_perturbation is None else self.activation_perturbation(self)
         if self.config.control_mode == "direct":
-            self._excitation = 0.5 * (action + 1.0) * self._mask
+            self._excitation = self._perturbed(0.5 * (action + 1.0), offset)
             self.data.ctrl[:] = self._excitation
             mujoco.mj_step(self.model, self.data, nstep=self.frame_skip)
         else:
-            target = self._length_range[:, 0] + 0.5 * (action + 1.0) * (self._length_range[:, 1] -
-                                                                          self._length_range[:, 0])
+            target = self.target_length(action)
             for _ in range(self.frame_skip):
                 mujoco.mj_step1(self.model, self.data)
-                self._excitation = self._target_length_activation(target)
+                self._excitation = self._perturbed(self._target_length_activation(target), offset)
                 self.data.act[:] = self.data.ctrl[:] = self._excitation
                 mujoco.mj_step2(self.model, self.data)
         self._step += 1
@@ -185,6 +191,19 @@ class MyoLegsImitationEnv(gym.Env):
         if self.recorder is not None:
             self.recorder.append(self)
         return self._observation(), reward, terminated, truncated, self._info(distance, terms)
+
+    def _perturbed(self, activation: np.ndarray, offset: np.ndarray | None) -> np.ndarray:
+        """``activation + offset`` kept in [0, 1], silenced muscles at zero."""
+        if offset is not None:
+            activation = np.clip(activation + offset, 0.0, 1.0)
+        return activation * self._mask
+
+    def target_length(self, action: np.ndarray) -> np.ndarray:
+        """Target muscle-tendon lengths (m) of actions in [-1, 1]: ``c (1 + action)`` with ``c`` the middle of
+        the muscle's length range. Action -1 asks for length 0, KINESIS's strongest command (its actions span
+        [0, max length]); 0 asks for mid-range, so an untrained policy does not contract every muscle; the
+        usual [min, max length] span would leave the median muscle a quarter of its force at most."""
+        return self._length_centre * (1.0 + action)
 
     def _target_length_activation(self, target: np.ndarray) -> np.ndarray:
         """KINESIS 'PD' control: force = clip(kp (L* - L) - kd v, -Fmax, 0), kp = 5 Fmax, kd = 0.1 kp,

@@ -8,6 +8,8 @@ import mujoco
 import numpy as np
 
 from kinesis_neuro import emg, motion
+from kinesis_neuro import model as mdl
+from kinesis_neuro.motion_check import foot_heights
 from kinesis_neuro.errors import ProcessingError
 from kinesis_neuro.simulate import half_cycle_from_events
 
@@ -16,12 +18,15 @@ TRACKED_BODIES = ("pelvis", "femur_r", "tibia_r", "calcn_r", "toes_r", "femur_l"
 
 def walking_reference(source: str = "moco-walk", *, grf: str | None = "moco-walk/grf_walk.mot",
                       half_cycle: tuple[float, float] | None = None, duration: float = 12.0,
-                      blend: float = 0.1, data_dir=None) -> motion.Motion:
+                      blend: float = 0.1, on_floor: bool = True, model: mujoco.MjModel | None = None,
+                      data_dir=None) -> motion.Motion:
     """A periodic walk at least ``duration`` s long from OpenSim coordinates.
 
     The half cycle from a heel strike of one foot to the next heel strike of the other (from
     ``grf`` events, or given as ``half_cycle`` in s) is mirrored into one symmetric stride and
-    repeated with the root carried forward.
+    repeated with the root carried forward. With ``on_floor`` the walk is moved down (or up) so the
+    lower foot touches the floor: the median over the stride of the lower foot's lowest point is
+    put at floor level (subjects whose legs are longer than MyoLegs' otherwise hover in stance).
     """
     trial = motion.from_opensim(source, data_dir=data_dir)
     if half_cycle is None:
@@ -29,6 +34,8 @@ def walking_reference(source: str = "moco-walk", *, grf: str | None = "moco-walk
             raise ProcessingError("give half_cycle=(start, stop) in s, or a GRF file to find heel strikes in")
         half_cycle = half_cycle_from_events(emg.read_events(grf, data_dir=data_dir), trial)
     stride = motion.mirrored_stride(trial, *half_cycle, blend=blend)
+    if on_floor:
+        stride = stride.raised(-float(foot_heights(model or mdl.load_model(), stride).min("side").median()))
     walk = motion.periodic(stride, max(2, math.ceil(duration / stride.duration) + 1), blend=blend)
     walk.attrs.update(half_cycle_s=list(half_cycle), source=str(source))
     return walk

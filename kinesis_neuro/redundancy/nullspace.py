@@ -219,6 +219,13 @@ def _null_perturbation(N: np.ndarray, a: np.ndarray, norm: float, rng, max_itera
     return d, False, max_iterations
 
 
+def _random_perturbation(a: np.ndarray, size: float, rng) -> np.ndarray:
+    """Random magnitudes of norm ``size``, each sign flipped where ``a + r`` would leave [0, 1]."""
+    r = rng.standard_normal(len(a))
+    r *= size / np.linalg.norm(r)
+    return np.where((a + r < 0) | (a + r > 1), -r, r)
+
+
 def perturbation_test(maps: xr.Dataset, activation, *, norm: float = 0.05, seed: int = 0,
                       max_iterations: int = 10000) -> xr.Dataset:
     """Open-loop check that null-space activation changes leave the torques alone, frame by frame.
@@ -249,9 +256,7 @@ def perturbation_test(maps: xr.Dataset, activation, *, norm: float = 0.05, seed:
         N = maps["null_basis"].values[t, :, :int(maps["null_dim"].values[t])]
         d, converged[t], iterations[t] = _null_perturbation(N, a, norm, rng, max_iterations)
         size = np.linalg.norm(d)
-        r = rng.standard_normal(len(a))
-        r *= size / np.linalg.norm(r)
-        r = np.where((a + r < 0) | (a + r > 1), -r, r)
+        r = _random_perturbation(a, size, rng)
         out["null_torque_change"][t], out["random_torque_change"][t] = np.linalg.norm(At @ d), np.linalg.norm(At @ r)
         out["null_norm"][t] = size
     torque = dict(units="N m", description="Euclidean norm of the joint torque change")
@@ -383,8 +388,13 @@ def analyse(recording: Recording, *, step: int = 10, feasible_every: int = 100, 
                              attrs={"sampling_rate": recording.data.attrs["sampling_rate"]})
         act = recording.data.activation.rename(muscle="channel").transpose("time", "channel")
         act.attrs = {"sampling_rate": recording.data.attrs["sampling_rate"]}
-        act_cycles = gait.segment_cycles(act, events, n_points=n_phase, outlier_sd=None)
-        mean_state = gait.segment_cycles(state, events, n_points=n_phase, outlier_sd=None).mean("cycle").values
+        act_cycles = recording.within_one_episode(gait.segment_cycles(act, events, n_points=n_phase, outlier_sd=None))
+        state_cycles = recording.within_one_episode(gait.segment_cycles(state, events, n_points=n_phase,
+                                                                         outlier_sd=None))
+        if act_cycles.sizes["cycle"] < 2:
+            raise ProcessingError(f"{act_cycles.sizes['cycle']} complete gait cycle(s) within one episode; the "
+                                  "variability decomposition needs at least 2")
+        mean_state = state_cycles.mean("cycle").values
         phase_maps = activation_torque_map(model, mean_state[:, : model.nq], mean_state[:, model.nq:],
                                            time=act_cycles.phase.values)
         ucm = variability_decomposition(act_cycles, phase_maps["A"].rename(time="phase"))
