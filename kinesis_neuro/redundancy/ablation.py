@@ -66,22 +66,28 @@ def conditions(kind="muscles", muscles: list[str] | None = None, factor: float |
 
 
 # -- one condition -------------------------------------------------------------------------------------
+def _overrides(episode_seconds: float | None, env: dict | None) -> tuple:
+    """Environment overrides as a hashable, ordered tuple of items."""
+    return tuple(sorted({**(env or {}), **({} if episode_seconds is None else {"episode_seconds": episode_seconds})}
+                        .items()))
+
+
 @functools.lru_cache(maxsize=2)
-def _session(policy_dir: str, episode_seconds: float | None):
+def _session(policy_dir: str, overrides: tuple):
     """Policy and environment, built once per process (the environment takes seconds to build)."""
     from kinesis_neuro import model as mdl
     from kinesis_neuro import policies
 
     policy = policies.load(policy_dir)
-    env = policy.make_env(**({} if episode_seconds is None else {"episode_seconds": episode_seconds}))
+    env = policy.make_env(**dict(overrides))
     joints = mdl.joint_table(env.model).loc[list(mdl.LEG_JOINTS)].qpos_index.to_numpy()
     return policy, env, joints
 
 
 def _episodes(policy_dir: str, condition: Condition, episodes: int, seed: int,
-              episode_seconds: float | None) -> tuple[dict, np.ndarray, list[np.ndarray]]:
+              overrides: tuple) -> tuple[dict, np.ndarray, list[np.ndarray]]:
     """Per-episode metrics (without the joint RMSE), mean activations (episode x muscle) and joint angles."""
-    policy, env, joints = _session(policy_dir, episode_seconds)
+    policy, env, joints = _session(policy_dir, overrides)
     env.set_ablation(condition.ablate)
     env.set_weakness(condition.weaken)
     metrics = {k: [] for k in METRICS if k != "joint_rmse_rad"}
@@ -113,23 +119,25 @@ def _episodes(policy_dir: str, condition: Condition, episodes: int, seed: int,
 
 
 @functools.lru_cache(maxsize=4)
-def _intact_angles(policy_dir: str, episodes: int, seed: int, episode_seconds: float | None) -> list[np.ndarray]:
-    return _episodes(policy_dir, Condition(INTACT), episodes, seed, episode_seconds)[2]
+def _intact_angles(policy_dir: str, episodes: int, seed: int, overrides: tuple) -> list[np.ndarray]:
+    return _episodes(policy_dir, Condition(INTACT), episodes, seed, overrides)[2]
 
 
 def run_condition(policy_dir, condition: Condition, episodes: int = 3, seed: int = 0,
-                  episode_seconds: float | None = None) -> dict:
+                  episode_seconds: float | None = None, env: dict | None = None) -> dict:
     """Roll out the policy (deterministic actions) for ``episodes`` episodes seeded ``seed + k`` under
     ``condition``. Returns ``{metric: list per episode}`` for every metric in :data:`METRICS` plus
     ``"activation"`` (episode x muscle mean activation) and ``"muscles"``. The joint RMSE compares with the
-    intact run of the same seed over the shorter of the two episodes. Deterministic for a seed."""
+    intact run of the same seed over the shorter of the two episodes. ``env``: further environment
+    overrides (e.g. ``termination_distance``). Deterministic for a seed."""
     policy_dir = str(Path(policy_dir).resolve())
-    metrics, activation, angles = _episodes(policy_dir, condition, episodes, seed, episode_seconds)
-    intact = angles if condition.name == INTACT else _intact_angles(policy_dir, episodes, seed, episode_seconds)
+    overrides = _overrides(episode_seconds, env)
+    metrics, activation, angles = _episodes(policy_dir, condition, episodes, seed, overrides)
+    intact = angles if condition.name == INTACT else _intact_angles(policy_dir, episodes, seed, overrides)
     metrics["joint_rmse_rad"] = [float(np.sqrt(np.mean((a[:n] - b[:n]) ** 2)))
                                  for a, b in zip(angles, intact) for n in [min(len(a), len(b))]]
-    env = _session(policy_dir, episode_seconds)[1]
-    return {**{k: metrics[k] for k in METRICS}, "activation": activation, "muscles": list(env.muscles)}
+    muscles = _session(policy_dir, overrides)[1].muscles
+    return {**{k: metrics[k] for k in METRICS}, "activation": activation, "muscles": list(muscles)}
 
 
 # -- partial results ---------------------------------------------------------------------------------------
@@ -161,12 +169,14 @@ def _load_partial(path: Path, key: dict, condition: Condition) -> dict | None:
 
 # -- sweep -------------------------------------------------------------------------------------------------
 def sweep(policy_dir, conditions: list[Condition], episodes: int = 3, seed: int = 0, *,
-          episode_seconds: float | None = None, scheduler: str | None = None, n_workers: int | None = None,
-          out=None, progress: bool = True) -> xr.Dataset:
+          episode_seconds: float | None = None, env: dict | None = None, scheduler: str | None = None,
+          n_workers: int | None = None, out=None, progress: bool = True) -> xr.Dataset:
     """Run ``conditions`` (the intact control is added if missing) on dask.distributed: a new LocalCluster of
     ``n_workers`` single-threaded processes (default ``os.cpu_count()``), or the scheduler at ``scheduler``.
     With ``out``, each finished condition is saved under ``out/partial/`` and reused by a later call with the
     same settings; at the end ``ablation.nc``, ``summary.csv`` and figures are written to ``out``.
+    ``episode_seconds`` caps the episodes; ``env`` holds further environment overrides (e.g.
+    ``{"termination_distance": math.inf}`` for episodes of fixed length).
 
     Returns a Dataset with ``metrics`` (condition x episode x metric), ``activation`` (condition x episode x
     muscle), ``compensation`` (condition x muscle: mean activation minus the intact one) and ``computed``
@@ -182,7 +192,8 @@ def sweep(policy_dir, conditions: list[Condition], episodes: int = 3, seed: int 
     if len(set(names)) != len(names):
         raise KinesisNeuroError("condition names must be unique")
     _check_names(conditions)
-    key = {"policy": policy_dir, "episodes": episodes, "seed": seed, "episode_seconds": episode_seconds}
+    key = {"policy": policy_dir, "episodes": episodes, "seed": seed, "episode_seconds": episode_seconds,
+           "env": json.dumps(env or {}, sort_keys=True)}
     partial = Path(out) / "partial" if out is not None else None
     results = {}
     if partial is not None:
@@ -198,7 +209,7 @@ def sweep(policy_dir, conditions: list[Condition], episodes: int = 3, seed: int 
                                    dashboard_address=":0")
         client = Client(cluster if cluster is not None else scheduler)
         try:
-            futures = {client.submit(run_condition, policy_dir, c, episodes, seed, episode_seconds,
+            futures = {client.submit(run_condition, policy_dir, c, episodes, seed, episode_seconds, env,
                                      pure=False): c for c in todo}
             with tqdm(total=len(todo), desc="conditions", disable=not progress) as bar:
                 for future in as_completed(futures):
