@@ -78,3 +78,26 @@ def test_checkpoint_and_policy_load_without_code(data_dir, tmp_path):
     obs, _ = env.reset(seed=0)
     action = policy.act(obs)
     assert action.shape == (80,) and np.all(np.abs(action) <= 1)
+
+
+def test_numpy_rollout_policy_matches_the_torch_networks():
+    from kinesis_neuro.train import ActorCritic, NumpyAgent
+
+    torch.manual_seed(0)
+    agent = ActorCritic(30, 8, hidden=(16, 12))
+    agent.norm.update(torch.randn(100, 30) * 3 + 1)
+    with torch.no_grad():
+        agent.log_std.uniform_(-1.5, 0.0)
+        for p in agent.actor.parameters():
+            p.normal_(0.0, 0.3)
+    obs = np.random.default_rng(1).normal(1.0, 3.0, (5, 30)).astype(np.float32)
+    numpy_agent = NumpyAgent(agent)
+    for o in obs:
+        mean, value = numpy_agent(o)
+        with torch.no_grad():
+            dist = agent.distribution(torch.as_tensor(o)[None])
+            action = dist.mean + dist.stddev
+            np.testing.assert_allclose(mean, dist.mean[0].numpy(), rtol=1e-5, atol=1e-6)
+            assert value == pytest.approx(agent.value(torch.as_tensor(o)[None]).item(), rel=1e-5, abs=1e-6)
+            assert numpy_agent.log_prob(action[0].numpy(), mean) == pytest.approx(
+                dist.log_prob(action).sum().item(), rel=1e-5)
