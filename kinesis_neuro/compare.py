@@ -57,10 +57,14 @@ def _check_side(side: str) -> str:
     return side
 
 
+STRIDE_TOLERANCE = 0.25  # a rollout's gait cycle may differ this much (fraction) from the imitated stride
+
+
 def simulated_cycles(recording: Recording, channels, *, side: str = "right", n_points: int = 101,
                      split=None, mapping_table=None) -> xr.DataArray:
     """Simulated activations mapped onto EMG ``channels`` and cut into cycles at the recording's
-    own heel strikes (from simulated foot contacts or the GRF); cycles spanning two episodes are dropped."""
+    own heel strikes (from simulated foot contacts or the GRF); cycles spanning two episodes are dropped, and
+    so are cycles of a rollout that last more than ``STRIDE_TOLERANCE`` off the imitated stride."""
     side = _check_side(side)
     events = recording.events()
     strikes = events[(events.side == side) & (events.event == "heel_strike")]
@@ -72,8 +76,16 @@ def simulated_cycles(recording: Recording, channels, *, side: str = "right", n_p
     cycles = gait.segment_cycles(act.transpose("time", "channel"), events, side=side, n_points=n_points,
                                  split=split)
     cycles = recording.within_one_episode(cycles)
+    stride = recording.data.attrs.get("reference_stride_s")
+    if stride is not None:  # a rollout: a stride far from the imitated one is a stumble, not a gait cycle
+        duration = cycles.cycle_end.values - cycles.cycle_start.values
+        keep = np.abs(duration - stride) <= STRIDE_TOLERANCE * stride
+        cycles = cycles.isel(cycle=np.flatnonzero(keep))
+        cycles.attrs["dropped_cycles"] = int((~keep).sum())
     if cycles.sizes["cycle"] == 0:
-        raise ProcessingError(f"{recording.source or 'recording'}: no complete {side} gait cycle within one episode")
+        raise ProcessingError(f"{recording.source or 'recording'}: no complete {side} gait cycle within one episode"
+                              + (f" lasting {stride:.2f} s ± {STRIDE_TOLERANCE:.0%} like the imitated stride"
+                                 if stride is not None else ""))
     return cycles
 
 

@@ -25,9 +25,22 @@ def _events(times, kinds, side) -> pd.DataFrame:
     return table.sort_values("time", kind="stable").reset_index(drop=True)
 
 
-def events_from_contact(contact, time, side: str = "unknown") -> pd.DataFrame:
-    """Heel strikes (first sample in contact) and toe-offs (first sample off) of a boolean contact signal."""
-    contact = np.asarray(contact, dtype=bool)
+def _debounce(contact: np.ndarray, time: np.ndarray, min_duration: float) -> np.ndarray:
+    """``contact`` with runs shorter than ``min_duration`` s (not touching the ends) flipped to their
+    neighbours' state."""
+    contact = contact.copy()
+    edges = np.flatnonzero(np.diff(contact.astype(int))) + 1
+    bounds = np.r_[0, edges, contact.size]
+    for start, stop in zip(bounds[1:-2], bounds[2:-1]):
+        if time[stop] - time[start] < min_duration:  # from its first sample to the next run's
+            contact[start:stop] = contact[start - 1]
+    return contact
+
+
+def events_from_contact(contact, time, side: str = "unknown", min_duration: float = 0.1) -> pd.DataFrame:
+    """Heel strikes (first sample in contact) and toe-offs (first sample off) of a boolean contact signal;
+    contacts or gaps shorter than ``min_duration`` s (a foot bouncing or scuffing) are ignored."""
+    contact = _debounce(np.asarray(contact, dtype=bool), np.asarray(time, dtype=float), min_duration)
     time = np.asarray(time, dtype=float)
     change = np.diff(contact.astype(int))
     on, off = np.nonzero(change == 1)[0] + 1, np.nonzero(change == -1)[0] + 1
@@ -58,12 +71,7 @@ def events_from_force(force, time, *, threshold: float = 20.0, hysteresis: float
     off_level = threshold - hysteresis
     state = pd.Series(np.where(force > threshold, 1.0, np.where(force < off_level, 0.0, np.nan))).ffill()
     contact = state.fillna(float(force[0] > threshold)).to_numpy().astype(bool)
-    # debounce: flip runs shorter than min_duration (not touching the ends) to their neighbours' state
-    edges = np.flatnonzero(np.diff(contact.astype(int))) + 1
-    bounds = np.r_[0, edges, contact.size]
-    for start, stop in zip(bounds[1:-2], bounds[2:-1]):
-        if time[stop - 1] - time[start] < min_duration:
-            contact[start:stop] = contact[start - 1]
+    contact = _debounce(contact, time, min_duration)
     change = np.diff(contact.astype(int))
     on, off = np.nonzero(change == 1)[0] + 1, np.nonzero(change == -1)[0] + 1
     times = [_crossing(force, time, i, threshold) for i in on] + [_crossing(force, time, i, off_level) for i in off]

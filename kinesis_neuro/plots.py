@@ -161,3 +161,97 @@ def plot_comparison(ds: xr.Dataset, out_dir: str | Path) -> list[Path]:
         paths += _save(fig, out_dir, "synergies")
         plt.close(fig)
     return paths
+
+
+def plot_controllers(comparisons: dict[str, xr.Dataset], out_dir: str | Path) -> list[Path]:
+    """Several controllers against the same human EMG (PNG + SVG), KINESIS's figure design: per-muscle
+    boxplots of human-human r next to each controller's r against every person (``emg_correlation``),
+    per-person mean r (``emg_correlation_per_subject``), mean cycles over the human mean ± SD
+    (``emg_correlation_cycles``) and the r-vs-timeshift curve (``emg_correlation_lag``).
+    ``comparisons`` maps a label to a :func:`kinesis_neuro.compare.compare` Dataset."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
+
+    from kinesis_neuro.metrics import fisher_mean
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    first = next(iter(comparisons.values()))
+    channels = [str(c) for c in first.channel.values]
+    colors = {label: f"C{k + 1}" for k, label in enumerate(comparisons)}
+    paths = []
+
+    rows = []
+    if "human_r_pairs" in first:
+        rows += [pd.DataFrame({"channel": ch, "r": first.human_r_pairs.sel(channel=ch).values.ravel(),
+                               "comparison": "human vs human"}) for ch in channels]
+    for label, ds in comparisons.items():
+        rows += [pd.DataFrame({"channel": ch, "r": ds.r_subject_channel.sel(channel=ch).values.ravel(),
+                               "comparison": f"human vs {label}"}) for ch in channels]
+    table = pd.concat(rows, ignore_index=True)
+    palette = {"human vs human": "0.7", **{f"human vs {label}": c for label, c in colors.items()}}
+    fig, ax = plt.subplots(figsize=(max(7.0, 0.9 * len(channels)), 3.8))
+    sns.boxplot(data=table, x="channel", y="r", hue="comparison", palette=palette, ax=ax, fliersize=2)
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.set_ylabel("Pearson r of mean cycles")
+    ax.tick_params(axis="x", labelrotation=45)
+    ax.legend(fontsize=7, frameon=False)
+    ax.set_title("muscle activity vs human EMG, per muscle (boxes: people or pairs of people)", fontsize=10)
+    fig.tight_layout()
+    paths += _save(fig, out_dir, "emg_correlation")
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(max(4.5, 0.4 * first.sizes["subject"] + 2), 3.2))
+    for label, ds in comparisons.items():
+        r_subject = ds.r_subject.to_series()
+        ax.plot(range(len(r_subject)), r_subject.values, "o", color=colors[label], label=label)
+    ax.set_xticks(range(first.sizes["subject"]), [str(s) for s in first.subject.values], rotation=60, fontsize=7)
+    ax.set_ylabel("mean r over muscles (Fisher z)")
+    ax.legend(fontsize=7, frameon=False)
+    ax.set_title("per-person summary", fontsize=10)
+    fig.tight_layout()
+    paths += _save(fig, out_dir, "emg_correlation_per_subject")
+    plt.close(fig)
+
+    ncol = min(5, len(channels))
+    nrow = int(np.ceil(len(channels) / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(2.7 * ncol, 2.1 * nrow), sharex=True, squeeze=False)
+    phase = first.phase.values
+    for ax, ch in zip(axes.flat, channels):
+        human = first.human_cycles.sel(channel=ch)
+        m, s = human.mean("human_cycle").values, human.std("human_cycle").values
+        peak = max(float(np.nanmax(m)), 1e-12)
+        ax.fill_between(phase, (m - s) / peak, (m + s) / peak, color="k", alpha=0.15, lw=0)
+        ax.plot(phase, m / peak, color="k", lw=1.5, label="human")
+        for label, ds in comparisons.items():
+            sim = ds.sim_cycles.sel(channel=ch).mean("sim_cycle").values
+            ax.plot(phase, sim / max(float(np.nanmax(sim)), 1e-12), color=colors[label], lw=1.2, label=label)
+        ax.set_title(ch, fontsize=9)
+    for ax in axes.flat[len(channels):]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel("gait cycle (%)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("mean / peak")
+    axes.flat[0].legend(fontsize=6, frameon=False)
+    fig.suptitle("mean cycles, each scaled to its peak (human: mean ± SD)", fontsize=10)
+    fig.tight_layout()
+    paths += _save(fig, out_dir, "emg_correlation_cycles")
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    for label, ds in comparisons.items():
+        ax.plot(ds.lag.values, fisher_mean(ds.lag_r, "channel").values, color=colors[label], label=label)
+    ax.axvline(0, color="0.6", lw=0.8)
+    ax.set_xlabel("shift of the simulation (% of cycle; positive = simulation late)")
+    ax.set_ylabel("mean r over muscles (Fisher z)")
+    ax.legend(fontsize=7, frameon=False)
+    ax.set_title("timeshift: correlation of shifted simulated cycles with the human mean", fontsize=9)
+    fig.tight_layout()
+    paths += _save(fig, out_dir, "emg_correlation_lag")
+    plt.close(fig)
+    return paths

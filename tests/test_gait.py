@@ -48,6 +48,18 @@ def test_events_from_contact_signal():
     np.testing.assert_allclose(ev.time, [0.1, 0.3, 0.5, 0.8])
 
 
+def test_contact_chatter_is_not_a_gait_event():
+    t = np.arange(40) * 0.02  # 50 Hz
+    contact = np.zeros(40, bool)
+    contact[5:25] = True  # stance 0.1-0.5 s
+    contact[12] = False  # a 20 ms lift mid-stance
+    contact[33] = True  # and a 20 ms scuff in swing
+    ev = gait.events_from_contact(contact, t, side="right")
+    assert list(ev.event) == ["heel_strike", "toe_off"]
+    np.testing.assert_allclose(ev.time, [0.1, 0.5])
+    assert len(gait.events_from_contact(contact, t, min_duration=0.0)) == 6
+
+
 def test_event_table_validation():
     with pytest.raises(DataFormatError, match="lacks columns"):
         gait.events_from_table(pd.DataFrame({"time": [1.0]}))

@@ -204,3 +204,15 @@ def test_loading_what_is_not_a_recording(rec, tmp_path):
         Recording.load(tmp_path / "deg.nc")
     with pytest.raises(DataFormatError, match=r"lacks \['activation'\]"):
         Recording(rec.data.drop_vars("activation"))
+
+
+def test_rollout_cycles_far_from_the_imitated_stride_are_not_gait_cycles():
+    from kinesis_neuro.compare import simulated_cycles
+    from kinesis_neuro.errors import ProcessingError
+
+    attrs = dict(motion="synthetic walk", controller="policy", seed=7)
+    kept = simulated_cycles(synthetic(attrs={**attrs, "reference_stride_s": 1.1}), ["soleus", "tibialis_anterior"])
+    assert kept.sizes["cycle"] == 4 and kept.attrs["dropped_cycles"] == 0  # 1.0 s cycles, within 25 %
+    with pytest.raises(ProcessingError, match=r"lasting 2.00 s"):
+        simulated_cycles(synthetic(attrs={**attrs, "reference_stride_s": 2.0}), ["soleus"])
+    assert simulated_cycles(synthetic(), ["soleus"]).sizes["cycle"] == 4  # not a rollout: no stride to compare

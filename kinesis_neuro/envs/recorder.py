@@ -47,7 +47,8 @@ class EpisodeRecorder:
             time, env.muscles, list(mdl.LEG_JOINTS), activation=r["activation"], excitation=r["excitation"],
             force=np.maximum(r["force"], 0.0), length=r["length"], velocity=r["velocity"], angle=r["angle"],
             angular_velocity=r["angular_velocity"], contact=r["contact"],
-            events=gait.events_from_table(pd.concat(events)), attrs=attrs)
+            events=gait.events_from_table(pd.concat(events)),
+            attrs={**attrs, "reference_stride_s": env.reference.period})
         recording.data["reference_angle"] = (("time", "joint"), r["reference_angle"],
                                              {"units": "rad", "long_name": "reference joint angle"})
         recording.data["tracking_error"] = (("time",), r["tracking_error"],
