@@ -185,13 +185,13 @@ def _nullspace(args) -> None:
     import json
 
     from kinesis_neuro.record import Recording
-    from kinesis_neuro.redundancy.nullspace import analyse
+    from kinesis_neuro.redundancy.nullspace import analyse, write_figures
 
     if (args.recording is None) == (args.policy is None):
         raise KinesisNeuroError("give either --recording (e.g. static optimisation) or --policy")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    closed_loop = {}
+    closed_loop, perturbed = {}, None
     if args.policy:
         from kinesis_neuro import policies
         from kinesis_neuro.redundancy.perturbation import closed_loop_perturbation
@@ -209,6 +209,7 @@ def _nullspace(args) -> None:
                                seed=args.seed)
     summary.update(closed_loop)
     results.to_netcdf(out / "nullspace.nc", engine="h5netcdf")
+    write_figures(results, out, perturbed)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
 

@@ -207,3 +207,5 @@ def test_nullspace_cli_on_static_optimisation(data_dir, tmp_path):
     assert summary["null_torque_change_max_n_m"] < 1e-6 < summary["random_torque_change_median_n_m"]
     assert abs(summary["excess_effort_mean"]) < 1e-4  # static optimisation is already effort-optimal
     assert "delta_v_note" in summary  # the trial holds no complete gait cycle: no UCM decomposition
+    assert {p.name for p in (tmp_path / "ns").glob("*.png")} == {"nullspace_dimensions.png", "feasible_ranges.png",
+                                                                "effort.png"}

@@ -57,5 +57,6 @@ def test_nullspace_cli_perturbs_a_policy_in_closed_loop(policy_dir, tmp_path):
     closed = summary["closed_loop_perturbation"]
     assert closed["torque_change_null"] < 1e-6 < closed["torque_change_random"]
     assert summary["null_dim_median"] >= 60  # 80 muscles, 14 leg joints
+    assert (tmp_path / "perturbation.png").stat().st_size > 0
     with xr.open_dataset(tmp_path / "closed_loop_perturbation.nc") as ds:
         assert ds.sizes == {"episode": 2, "perturbation": 2}

@@ -404,3 +404,72 @@ def analyse(recording: Recording, *, step: int = 10, feasible_every: int = 100, 
     except KinesisNeuroError as err:
         summary["delta_v_note"] = str(err)
     return xr.Dataset(results, attrs={k: v for k, v in summary.items() if not isinstance(v, str)}), summary
+
+
+def write_figures(results: xr.Dataset, out, closed_loop: xr.Dataset | None = None) -> list:
+    """Figures (PNG) of :func:`analyse` results in ``out``: ``nullspace_dimensions`` (rank and null-space
+    dimension over time, the UCM index over the gait cycle when present), ``feasible_ranges`` (lowest and
+    highest feasible activation per muscle and frame), ``effort`` (excess effort over the minimum) and, with
+    a :func:`~kinesis_neuro.redundancy.perturbation.closed_loop_perturbation` result, ``perturbation``."""
+    from pathlib import Path
+
+    from matplotlib.figure import Figure
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+
+    def save(fig, name):
+        paths.append(out / f"{name}.png")
+        fig.savefig(paths[-1], dpi=110)
+
+    panels = 2 if "delta_v" in results else 1
+    fig = Figure(figsize=(5.0 * panels, 3.0), layout="constrained")
+    axes = fig.subplots(1, panels, squeeze=False)[0]
+    axes[0].plot(results.time, results["rank"], label="rank of A (task dimensions)")
+    axes[0].plot(results.time, results["null_dim"], label="null-space dimension")
+    axes[0].set_xlabel("time (s)")
+    axes[0].legend(fontsize=7, frameon=False)
+    if "delta_v" in results:
+        axes[1].plot(results.phase, results.delta_v)
+        axes[1].axhline(0, color="0.6", lw=0.8)
+        axes[1].set_xlabel("gait cycle (%)")
+        axes[1].set_ylabel("ΔV (> 0: variability in the null space)")
+    save(fig, "nullspace_dimensions")
+
+    fig = Figure(figsize=(max(8.0, 0.11 * results.sizes["muscle"] + 2), 5.0), layout="constrained")
+    axes = fig.subplots(2, 1, sharex=True)
+    for ax, name, label in ((axes[0], "feasible_lower", "lowest feasible activation (> 0: obligatory)"),
+                            (axes[1], "feasible_upper", "highest feasible activation")):
+        image = ax.imshow(results[name].transpose("feasible_time", "muscle").values, aspect="auto",
+                          cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_ylabel("frame")
+        ax.set_title(label, fontsize=9)
+        fig.colorbar(image, ax=ax)
+    axes[1].set_xticks(range(results.sizes["muscle"]), results.muscle.values, rotation=90, fontsize=5)
+    save(fig, "feasible_ranges")
+
+    fig = Figure(figsize=(5.0, 3.0), layout="constrained")
+    ax = fig.subplots()
+    ax.plot(results.time, results.excess_effort)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("Σa² recorded − Σa² minimum")
+    ax.set_title("excess effort over static optimisation at the same torques", fontsize=9)
+    save(fig, "effort")
+
+    if closed_loop is not None:
+        fig = Figure(figsize=(7.0, 3.0), layout="constrained")
+        axes = fig.subplots(1, 2)
+        for ax, name, label in zip(axes, ("joint_deviation", "body_deviation"),
+                                   ("joint-angle RMSE (rad)", "mean body distance (m)")):
+            values = closed_loop[name].transpose("episode", "perturbation").values
+            ax.bar(range(values.shape[1]), values.mean(axis=0), color=["C2", "C3"], alpha=0.6)
+            for row in values:
+                ax.plot(range(values.shape[1]), row, "o-", color="0.4", ms=3, lw=0.6)
+            ax.set_xticks(range(values.shape[1]), [f"{p} offsets" for p in closed_loop.perturbation.values])
+            ax.set_ylabel(label, fontsize=8)
+        fig.suptitle(f"deviation from the unperturbed run under activation offsets of norm {closed_loop.attrs['norm']}"
+                     f"\nnull / random = {closed_loop.attrs['joint_deviation_ratio']:.2f} (joints), "
+                     f"{closed_loop.attrs['body_deviation_ratio']:.2f} (bodies)", fontsize=9)
+        save(fig, "perturbation")
+    return paths
