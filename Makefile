@@ -20,16 +20,7 @@ $(VENV)/.installed: pyproject.toml
 
 run: setup
 	$(BIN)/kinesis-neuro datasets list
-	$(BIN)/kinesis-neuro datasets path moco-walk
-	$(BIN)/kinesis-neuro emg events moco-walk/grf_walk.mot
-	$(BIN)/kinesis-neuro emg process moco-walk --preset processed --events moco-walk/grf_walk.mot \
-		--out $(OUT)/moco-walk_cycles.nc --plot $(OUT)/moco-walk_cycles.png
-	$(BIN)/kinesis-neuro emg process musclesynergies --preset musclesynergies --events musclesynergies \
-		--split 100,100 --out $(OUT)/musclesynergies_cycles.nc --plot $(OUT)/musclesynergies_cycles.png
-	$(BIN)/kinesis-neuro motion check --motion moco-walk
-	$(BIN)/kinesis-neuro simulate --controller static-opt --motion moco-walk --emg moco-walk --out $(OUT)/static-opt.nc
-	$(BIN)/kinesis-neuro simulate --controller static-opt --motion moco-walk --periodic 4 --out $(OUT)/static-opt-periodic.nc
-	$(BIN)/kinesis-neuro compare --recording $(OUT)/static-opt-periodic.nc --emg moco-walk --out $(OUT)/compare-moco-walk
+	$(BIN)/kinesis-neuro pipeline --policy policies/myolegs-walk --emg moco-walk --episodes 10 --out $(OUT)/main
 
 test: setup
 	KINESIS_NEURO_OFFLINE=1 $(BIN)/python -m pytest -n 2 -q

@@ -262,6 +262,22 @@ def _rollout(args) -> None:
         print(f"saved {args.out}: {recording.summary()}")
 
 
+def _pipeline(args) -> None:
+    from kinesis_neuro.pipeline import main_job, muscle_table
+
+    summary = main_job(args.policy, emg=args.emg, episodes=args.episodes, seed=args.seed, n_boot=args.bootstrap,
+                       out=args.out, data_dir=args.data_dir)
+    evaluation = summary["evaluation"]
+    print(f"policy {summary['policy']}: {evaluation['full_episodes']}/{evaluation['episodes']} episodes without "
+          f"early termination, mean {evaluation['mean_duration_s']:.2f} s, tracking error "
+          f"{evaluation['mean_tracking_error_m']:.3f} m")
+    print(f"Pearson r of mean gait cycles vs {summary['emg']} EMG:")
+    print(muscle_table(summary).to_string(float_format=lambda v: f"{v:.3f}"))
+    for label, note in summary["notes"].items():
+        print(f"note: {label} not compared: {note}")
+    print(f"outputs in {args.out}: summary.json, figures/, recordings")
+
+
 def _export_policy(args) -> None:
     from kinesis_neuro import policies
 
@@ -373,6 +389,15 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument("--scheduler", help="address of an existing dask scheduler (default: a LocalCluster)")
     ab.add_argument("--out", required=True, help="output folder (partial results there make reruns resume)")
     ab.set_defaults(func=_ablate)
+
+    pl = sub.add_parser("pipeline", help="main job: policy rollouts and static optimisation vs human EMG, figures")
+    pl.add_argument("--policy", default="policies/myolegs-walk", help="policy folder")
+    pl.add_argument("--emg", default="moco-walk", help="EMG dataset or file")
+    pl.add_argument("--episodes", type=int, default=10)
+    pl.add_argument("--seed", type=int, default=0)
+    pl.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the r CIs")
+    pl.add_argument("--out", default="out/main")
+    pl.set_defaults(func=_pipeline)
 
     ns = sub.add_parser("nullspace", help="null-space analyses of a recording (rank, perturbations, effort, ranges)")
     ns.add_argument("--recording", help="recording .nc (simulate or rollout)")

@@ -298,9 +298,15 @@ def write_outputs(ds: xr.Dataset, out) -> None:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ds.to_netcdf(out / "ablation.nc")
-    table = summary(ds)
-    table.to_csv(out / "summary.csv", index=False)
-    _plot_metrics(ds, table).savefig(out / "metric_per_condition.png", dpi=100)
+    summary(ds).to_csv(out / "summary.csv", index=False)
+    write_figures(ds, out)
+
+
+def write_figures(ds: xr.Dataset, out) -> None:
+    """``metric_per_condition.png`` (mean ± 1.96 SEM per condition) and ``compensation_heatmap.png`` in ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _plot_metrics(ds, summary(ds)).savefig(out / "metric_per_condition.png", dpi=100)
     _plot_compensation(ds).savefig(out / "compensation_heatmap.png", dpi=100)
 
 

@@ -1,0 +1,97 @@
+"""The main job, end to end: a trained policy and the static-optimisation baseline against human EMG.
+
+Check that the datasets are at hand, roll the policy out (seeded episodes from random phases of the
+walk it imitates), run static optimisation on the same periodic walk, compare both with the EMG
+(per-muscle r with bootstrap CIs, timing, curve statistics), and write recordings, figures and
+``summary.json`` to one folder.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from kinesis_neuro.errors import ProcessingError
+
+CONTROLLERS = ("policy", "static optimisation")
+
+
+def main_job(policy_dir, *, emg: str = "moco-walk", grf: str = "moco-walk/grf_walk.mot", episodes: int = 10,
+             seed: int = 0, periodic: int = 4, n_boot: int = 1000, out="out/main", data_dir=None,
+             progress: bool = True) -> dict:
+    """Run the whole comparison for the policy in ``policy_dir``; returns the ``summary.json`` content.
+
+    ``emg``: dataset or EMG file; ``grf``: ground reaction forces of the walk the policy imitates (for
+    static optimisation); ``periodic``: strides of the static-optimisation walk; ``n_boot``: bootstrap
+    resamples of the r confidence intervals. A controller without a complete gait cycle (a policy that
+    does not walk yet) is reported in ``notes`` instead of compared.
+    """
+    from tqdm.auto import tqdm
+
+    from kinesis_neuro import compare, datasets, plots, policies
+    from kinesis_neuro.rollout import rollout
+    from kinesis_neuro.simulate import static_optimisation_recording
+
+    out = Path(out)
+    policy = policies.load(policy_dir)
+    motion = policy.env_config.get("motion", "moco-walk")
+    for spec in (motion, grf, emg):  # fail before any work when a dataset is missing
+        if datasets.is_dataset_spec(spec):
+            datasets.fetch_all(str(spec).split("/")[0], data_dir=data_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    bar = tqdm(total=5, desc="main job", unit="stage", disable=not progress)
+    try:
+        bar.set_postfix_str("policy rollouts")
+        overrides = {"data_dir": str(data_dir)} if data_dir else {}
+        evaluation, recording = rollout(policy, episodes=episodes, seed=seed, progress=False, **overrides)
+        recording.save(out / "policy.nc")
+        evaluation.to_csv(out / "policy_episodes.csv")
+        bar.update()
+        bar.set_postfix_str("static optimisation")
+        baseline = static_optimisation_recording(motion, grf, periodic=periodic, data_dir=data_dir, progress=False)
+        baseline.save(out / "static-opt.nc")
+        bar.update()
+        bar.set_postfix_str("human EMG")
+        human = compare.human_cycles(emg, data_dir=data_dir)
+        bar.update()
+        bar.set_postfix_str("comparisons")
+        comparisons, results, notes = {}, {}, {}
+        for label, rec in zip(CONTROLLERS, (recording, baseline)):
+            try:
+                comparisons[label] = compare.compare(rec, human, n_boot=n_boot, seed=seed)
+            except ProcessingError as err:
+                notes[label] = str(err)
+                continue
+            results[label] = compare.write_outputs(comparisons[label], out / label.replace(" ", "-"))
+        if not comparisons:
+            raise ProcessingError(f"no controller could be compared with {emg}: {notes}")
+        bar.update()
+        bar.set_postfix_str("figures")
+        plots.plot_controllers(comparisons, out / "figures")
+        bar.update()
+    finally:
+        bar.close()
+    summary = {
+        "policy": str(policy.source), "emg": str(emg), "motion": str(motion),
+        "evaluation": {"episodes": len(evaluation), "seed": seed,
+                       "full_episodes": int((~evaluation.terminated_early).sum()),
+                       "mean_duration_s": float(evaluation.duration_s.mean()),
+                       "mean_tracking_error_m": float(evaluation.tracking_error_m.mean())},
+        "controllers": {label: {"median_r": r["median_r"], "mean_r_fisher": r["mean_r_fisher"],
+                                "cycles": r["cycles"], "r": {ch: m["r"] for ch, m in r["muscles"].items()},
+                                "best_lag_pct": {ch: m["best_lag_pct"] for ch, m in r["muscles"].items()}}
+                        for label, r in results.items()},
+        "notes": notes,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def muscle_table(summary: dict) -> pd.DataFrame:
+    """Per-muscle Pearson r of every compared controller (columns), from a :func:`main_job` summary."""
+    table = pd.DataFrame({label: c["r"] for label, c in summary["controllers"].items()})
+    table.index.name = "muscle"
+    table.loc["median"] = [c["median_r"] for c in summary["controllers"].values()]
+    return table
