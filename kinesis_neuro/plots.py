@@ -56,6 +56,26 @@ def _save(fig, out_dir: Path, name: str) -> list[Path]:
     return paths
 
 
+def _peak_scaled(ax, phase, curves: xr.DataArray, dim: str, color, label: str, band: bool = True) -> None:
+    """Mean over ``dim`` of ``curves`` (with a ± SD band), scaled to the mean's peak."""
+    m, s = curves.mean(dim).values, curves.std(dim).values
+    peak = max(float(np.nanmax(m)), 1e-12)
+    if band:
+        ax.fill_between(phase, (m - s) / peak, (m + s) / peak, color=color, alpha=0.2, lw=0)
+    ax.plot(phase, m / peak, color=color, lw=1.5 if band else 1.2, label=label)
+
+
+def _label_grid(axes, used: int, ylabel: str) -> None:
+    """Blank the unused panels of a grid; phase labels below, ``ylabel`` left, legend in the first."""
+    for ax in axes.flat[used:]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel("gait cycle (%)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel(ylabel)
+    axes.flat[0].legend(fontsize=7, frameon=False)
+
+
 def plot_comparison(ds: xr.Dataset, out_dir: str | Path) -> list[Path]:
     """Figures of a comparison Dataset (PNG + SVG): cycle overlays, r boxplots, per-subject summary,
     lag curves and matched synergy weights."""
@@ -78,19 +98,9 @@ def plot_comparison(ds: xr.Dataset, out_dir: str | Path) -> list[Path]:
     for ax, ch in zip(axes.flat, channels):
         for var, label, color in (("human_cycles", "human", "k"), ("sim_cycles", "simulation", "C1")):
             data = ds[var].sel(channel=ch)
-            dim = [d for d in data.dims if d != "phase"][0]
-            m, s = data.mean(dim).values, data.std(dim).values
-            peak = max(float(np.nanmax(m)), 1e-12)
-            ax.fill_between(phase, (m - s) / peak, (m + s) / peak, color=color, alpha=0.2, lw=0)
-            ax.plot(phase, m / peak, color=color, lw=1.5, label=label)
+            _peak_scaled(ax, phase, data, [d for d in data.dims if d != "phase"][0], color, label)
         ax.set_title(f"{ch}  r={float(ds.r.sel(channel=ch)):.2f}", fontsize=9)
-    for ax in axes.flat[len(channels):]:
-        ax.axis("off")
-    for ax in axes[-1]:
-        ax.set_xlabel("gait cycle (%)")
-    for ax in axes[:, 0]:
-        ax.set_ylabel("mean ± SD / peak")
-    axes.flat[0].legend(fontsize=7, frameon=False)
+    _label_grid(axes, len(channels), "mean ± SD / peak")
     fig.suptitle(f"{ds.attrs.get('controller', 'simulation')} vs {Path(ds.attrs.get('human_source', '')).name}",
                  fontsize=10)
     fig.tight_layout()
@@ -222,22 +232,11 @@ def plot_controllers(comparisons: dict[str, xr.Dataset], out_dir: str | Path) ->
     fig, axes = plt.subplots(nrow, ncol, figsize=(2.7 * ncol, 2.1 * nrow), sharex=True, squeeze=False)
     phase = first.phase.values
     for ax, ch in zip(axes.flat, channels):
-        human = first.human_cycles.sel(channel=ch)
-        m, s = human.mean("human_cycle").values, human.std("human_cycle").values
-        peak = max(float(np.nanmax(m)), 1e-12)
-        ax.fill_between(phase, (m - s) / peak, (m + s) / peak, color="k", alpha=0.15, lw=0)
-        ax.plot(phase, m / peak, color="k", lw=1.5, label="human")
+        _peak_scaled(ax, phase, first.human_cycles.sel(channel=ch), "human_cycle", "k", "human")
         for label, ds in comparisons.items():
-            sim = ds.sim_cycles.sel(channel=ch).mean("sim_cycle").values
-            ax.plot(phase, sim / max(float(np.nanmax(sim)), 1e-12), color=colors[label], lw=1.2, label=label)
+            _peak_scaled(ax, phase, ds.sim_cycles.sel(channel=ch), "sim_cycle", colors[label], label, band=False)
         ax.set_title(ch, fontsize=9)
-    for ax in axes.flat[len(channels):]:
-        ax.axis("off")
-    for ax in axes[-1]:
-        ax.set_xlabel("gait cycle (%)")
-    for ax in axes[:, 0]:
-        ax.set_ylabel("mean / peak")
-    axes.flat[0].legend(fontsize=6, frameon=False)
+    _label_grid(axes, len(channels), "mean / peak")
     fig.suptitle("mean cycles, each scaled to its peak (human: mean ± SD)", fontsize=10)
     fig.tight_layout()
     paths += _save(fig, out_dir, "emg_correlation_cycles")

@@ -16,3 +16,17 @@ def data_dir() -> Path:
     if not (DATA_DIR / "moco-walk").is_dir():
         pytest.fail(f"the real datasets are expected in {DATA_DIR} (set KINESIS_NEURO_DATA); see README")
     return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def policy_dir(data_dir, tmp_path_factory) -> Path:
+    """A tiny policy trained for one short update (1 s episodes): a real policy folder that falls at once."""
+    from kinesis_neuro import policies
+    from kinesis_neuro.train import PPOConfig, Trainer
+
+    run = tmp_path_factory.mktemp("policy")
+    trainer = Trainer(PPOConfig(total_steps=256, workers=1, rollout_steps=256, hidden=(32, 32),
+                                env={"episode_seconds": 1.0}), run)
+    trainer.run(progress=False)
+    trainer.close()
+    return policies.export(run)

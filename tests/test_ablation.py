@@ -3,23 +3,10 @@
 import numpy as np
 import pytest
 
-from kinesis_neuro import policies
 from kinesis_neuro.envs import ImitationConfig, MyoLegsImitationEnv
 from kinesis_neuro.redundancy.ablation import INTACT, METRICS, conditions, sweep
 
 MUSCLE = "soleus_r"
-
-
-@pytest.fixture(scope="module")
-def policy_dir(data_dir, tmp_path_factory):
-    from kinesis_neuro.train import PPOConfig, Trainer
-
-    run = tmp_path_factory.mktemp("policy")
-    trainer = Trainer(PPOConfig(total_steps=512, workers=1, rollout_steps=512, hidden=(64, 64),
-                                env={"episode_seconds": 1.0}), run)
-    trainer.run(progress=False)
-    trainer.close()
-    return policies.export(run)
 
 
 @pytest.fixture(scope="module")

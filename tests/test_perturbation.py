@@ -9,18 +9,6 @@ from kinesis_neuro.redundancy.perturbation import closed_loop_perturbation
 
 
 @pytest.fixture(scope="module")
-def policy_dir(data_dir, tmp_path_factory):
-    from kinesis_neuro.train import PPOConfig, Trainer
-
-    run = tmp_path_factory.mktemp("policy")
-    trainer = Trainer(PPOConfig(total_steps=256, workers=1, rollout_steps=256, hidden=(32, 32),
-                                env={"episode_seconds": 1.0}), run)
-    trainer.run(progress=False)
-    trainer.close()
-    return policies.export(run)
-
-
-@pytest.fixture(scope="module")
 def policy(policy_dir):
     return policies.load(policy_dir)
 

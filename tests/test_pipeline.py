@@ -4,20 +4,7 @@ import json
 
 import pytest
 
-from kinesis_neuro import policies
 from kinesis_neuro.cli import main
-
-
-@pytest.fixture(scope="module")
-def policy_dir(data_dir, tmp_path_factory):
-    from kinesis_neuro.train import PPOConfig, Trainer
-
-    run = tmp_path_factory.mktemp("policy")
-    trainer = Trainer(PPOConfig(total_steps=256, workers=1, rollout_steps=256, hidden=(32, 32),
-                                env={"episode_seconds": 2.0}), run)
-    trainer.run(progress=False)
-    trainer.close()
-    return policies.export(run)
 
 
 def test_main_job_writes_summary_figures_and_recordings(policy_dir, tmp_path, capsys):
