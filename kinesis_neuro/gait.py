@@ -40,8 +40,8 @@ def _debounce(contact: np.ndarray, time: np.ndarray, min_duration: float) -> np.
 def events_from_contact(contact, time, side: str = "unknown", min_duration: float = 0.1) -> pd.DataFrame:
     """Heel strikes (first sample in contact) and toe-offs (first sample off) of a boolean contact signal;
     contacts or gaps shorter than ``min_duration`` s (a foot bouncing or scuffing) are ignored."""
-    contact = _debounce(np.asarray(contact, dtype=bool), np.asarray(time, dtype=float), min_duration)
     time = np.asarray(time, dtype=float)
+    contact = _debounce(np.asarray(contact, dtype=bool), time, min_duration)
     change = np.diff(contact.astype(int))
     on, off = np.nonzero(change == 1)[0] + 1, np.nonzero(change == -1)[0] + 1
     return _events(np.r_[time[on], time[off]], ["heel_strike"] * on.size + ["toe_off"] * off.size, side)

@@ -213,7 +213,7 @@ class MyoLegsImitationEnv(gym.Env):
         force = np.minimum(np.maximum(kp * (target - d.actuator_length - 0.1 * d.actuator_velocity), -f_max), 0.0)
         gain, bias = gain_and_bias(self.model, d)
         act = (force - bias) / np.minimum(gain, -1e-9)  # gain < 0 for every muscle with a force-length overlap
-        return np.minimum(np.maximum(act, 0.0), 1.0) * self._mask
+        return np.minimum(np.maximum(act, 0.0), 1.0)
 
     # -- observation and reward ------------------------------------------------------------------
     def _ref_index(self, ahead: int = 0) -> int:
