@@ -298,6 +298,15 @@ def load_checkpoint(path: Path) -> dict:
         raise KinesisNeuroError(f"{path}: cannot load the training checkpoint ({err})") from err
 
 
+def truncate_log(path: Path, update: int) -> None:
+    """Drop the rows of updates after ``update`` from a training log: a run killed between checkpoints
+    logged updates that its resumption computes again."""
+    lines = path.read_text().splitlines(keepends=True)
+    kept = lines[:1] + [line for line in lines[1:] if int(line.split(",", 1)[0]) <= update]
+    if len(kept) < len(lines):
+        path.write_text("".join(kept))
+
+
 class Trainer:
     """One PPO run writing into ``out`` (config, checkpoint, CSV log)."""
 
@@ -435,6 +444,8 @@ class Trainer:
         handlers = {s: signal.signal(s, self._request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
         log_path = self.out / LOG
         new_log = not log_path.exists() or self.update == 0
+        if not new_log:
+            truncate_log(log_path, self.update)
         history = []
         bar = tqdm(total=c.total_steps, initial=min(self.global_step, c.total_steps), unit="step",
                    disable=not progress, dynamic_ncols=True)

@@ -62,6 +62,17 @@ def test_killed_run_resumes_exactly(data_dir, tmp_path):
     assert next_update["update"] == expected["update"] == done + 1
     for key in ("policy_loss", "value_loss", "approx_kl", "entropy", "episode_return"):
         assert next_update[key] == pytest.approx(expected[key], abs=1e-6), key
+    logged = [int(line.split(",")[0]) for line in (run / "training_log.csv").read_text().splitlines()[1:]]
+    assert logged == list(range(1, done + 2))  # each update once, rows after the checkpoint dropped
+
+
+def test_log_rows_after_the_checkpoint_are_dropped(tmp_path):
+    from kinesis_neuro.train import truncate_log
+
+    log = tmp_path / "training_log.csv"
+    log.write_text("update,global_step\n" + "".join(f"{u},{512 * u}\n" for u in range(1, 6)))
+    truncate_log(log, 3)
+    assert log.read_text() == "update,global_step\n1,512\n2,1024\n3,1536\n"
 
 
 def test_checkpoint_and_policy_load_without_code(data_dir, tmp_path):
