@@ -60,6 +60,16 @@ def _check_side(side: str) -> str:
 STRIDE_TOLERANCE = 0.25  # a rollout's gait cycle may differ this much (fraction) from the imitated stride
 
 
+def _phase_grid(human: xr.DataArray) -> dict:
+    """``n_points`` and ``split`` that cut simulated cycles on the phase grid of ``human`` (a stance/swing
+    grid holds its stance points below 50 %)."""
+    n = human.sizes["phase"]
+    if not str(human.attrs.get("phase_definition", "")).startswith("stance"):
+        return {"n_points": n, "split": None}
+    stance = int((human.phase.values < 50.0).sum())
+    return {"n_points": n, "split": (stance, n - stance)}
+
+
 def simulated_cycles(recording: Recording, channels, *, side: str = "right", n_points: int = 101,
                      split=None, mapping_table=None) -> xr.DataArray:
     """Simulated activations mapped onto EMG ``channels`` and cut into cycles at the recording's
@@ -158,9 +168,7 @@ def compare(recording: Recording, human: xr.DataArray, *, side: str = "right", m
     from kinesis_neuro import metrics
 
     channels = [str(c) for c in human.channel.values]
-    split = (100, 100) if str(human.attrs.get("phase_definition", "")).startswith("stance") else None
-    sim = simulated_cycles(recording, channels, side=side, n_points=human.sizes["phase"], split=split,
-                           mapping_table=mapping_table)
+    sim = simulated_cycles(recording, channels, side=side, **_phase_grid(human), mapping_table=mapping_table)
     sim = sim.assign_coords(phase=human.phase.values)
     obs = _observations(human)
     human = human.rename({obs: "subject"}) if obs == "subject" else human
@@ -208,18 +216,24 @@ def compare(recording: Recording, human: xr.DataArray, *, side: str = "right", m
 SYNERGY_MAX_CYCLES = 10  # synergies from at most 10 consecutive cycles per side (musclesyneRgies allows up to 30)
 
 
-def _synergy_comparison(sim: xr.DataArray, human: xr.DataArray) -> xr.Dataset:
+def _fit_synergies(human: xr.DataArray, sim: xr.DataArray, rank_rule: str = "r2_linearity"):
+    """Synergy models of human and simulated cycles, their matching and the cross-fit of the simulation
+    with the human weights."""
     from kinesis_neuro.synergies import SynergyModel, cross_fit, match
 
+    # envelopes can undershoot zero slightly after low-pass filtering; NMF needs non-negative data
+    human, sim = human.clip(min=0.0), sim.clip(min=0.0)
+    human_model = SynergyModel(rank_rule=rank_rule).fit(human)
+    sim_model = SynergyModel(rank_rule=rank_rule).fit(sim)
+    pairs = match(human_model.weights_, sim_model.weights_)
+    return human_model, sim_model, pairs, cross_fit(human_model.weights_, sim)
+
+
+def _synergy_comparison(sim: xr.DataArray, human: xr.DataArray) -> xr.Dataset:
     sim = sim.isel(cycle=slice(0, SYNERGY_MAX_CYCLES))
     if "cycle" in human.dims:
         human = human.isel(cycle=slice(0, SYNERGY_MAX_CYCLES))
-    # envelopes can undershoot zero slightly after low-pass filtering; NMF needs non-negative data
-    human, sim = human.clip(min=0.0), sim.clip(min=0.0)
-    human_model = SynergyModel().fit(human)
-    sim_model = SynergyModel().fit(sim)
-    pairs = match(human_model.weights_, sim_model.weights_)
-    crossed = cross_fit(human_model.weights_, sim)
+    human_model, sim_model, pairs, crossed = _fit_synergies(human, sim)
     human_fit, sim_fit = human_model.to_dataset(), sim_model.to_dataset()
     hw, sw = human_fit.weights, sim_fit.weights
 
@@ -244,20 +258,19 @@ def synergy_analysis(human: xr.DataArray, recording: Recording | None = None, *,
                      rank_rule: str = "r2_linearity") -> tuple[dict, dict[str, xr.Dataset]]:
     """Synergies of human cycles and, with a ``recording``, of its simulated cycles on the same grid,
     matched to the human ones. Returns a summary dict and the fitted synergies as Datasets."""
-    from kinesis_neuro.synergies import SynergyModel, cross_fit, match
+    from kinesis_neuro.synergies import SynergyModel
 
-    model = SynergyModel(rank_rule=rank_rule).fit(human.clip(min=0.0))
+    if recording is None:
+        model = SynergyModel(rank_rule=rank_rule).fit(human.clip(min=0.0))
+    else:
+        sim = simulated_cycles(recording, [str(c) for c in human.channel.values], side=side, **_phase_grid(human))
+        model, sim_model, pairs, crossed = _fit_synergies(human, sim, rank_rule)
     result = {"human_rank": int(model.rank_), "human_r2": float(model.r2_), "human_vaf": float(model.vaf_),
               "r2_curve": [float(v) for v in model.r2_curve_]}
     fitted = {"human": model.to_dataset()}
     if recording is not None:
-        split = (100, 100) if str(human.attrs.get("phase_definition", "")).startswith("stance") else None
-        sim = simulated_cycles(recording, [str(c) for c in human.channel.values], side=side,
-                               n_points=human.sizes["phase"], split=split).clip(min=0.0)
-        sim_model = SynergyModel(rank_rule=rank_rule).fit(sim)
-        result.update(sim_rank=int(sim_model.rank_),
-                      matched_cosine=[float(c) for c in match(model.weights_, sim_model.weights_).cosine],
-                      cross_fit_vaf=float(cross_fit(model.weights_, sim).vaf))
+        result.update(sim_rank=int(sim_model.rank_), matched_cosine=[float(c) for c in pairs.cosine],
+                      cross_fit_vaf=float(crossed.vaf))
         fitted["simulation"] = sim_model.to_dataset()
     return result, fitted
 

@@ -37,9 +37,9 @@ def main_job(policy_dir, *, emg: str = "moco-walk", grf: str = "moco-walk/grf_wa
     out = Path(out)
     policy = policies.load(policy_dir)
     motion = policy.env_config.get("motion", "moco-walk")
-    for spec in (motion, grf, emg):  # fail before any work when a dataset is missing
-        if datasets.is_dataset_spec(spec):
-            datasets.fetch_all(str(spec).split("/")[0], data_dir=data_dir)
+    needed = {str(spec).split("/")[0] for spec in (motion, grf, emg) if datasets.is_dataset_spec(spec)}
+    for name in sorted(needed):  # fail before any work when a dataset is missing
+        datasets.fetch_all(name, data_dir=data_dir)
     out.mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=5, desc="main job", unit="stage", disable=not progress)
     try:

@@ -1,8 +1,9 @@
 """PPO for the MyoLegs imitation environment, in one readable file (in the style of CleanRL).
 
 Rollouts run in parallel worker processes (one environment, MuJoCo model and policy copy each,
-one thread each), which run whole rollouts and return them; the learner keeps a running observation normaliser, a Gaussian policy with a
-state-independent log-std and a separate value network. Checkpoints are written atomically and
+one thread each), which run whole rollouts and return them; the learner keeps a running
+observation normaliser, a Gaussian policy with a state-independent log-std and a separate value
+network. Checkpoints are written atomically and
 hold everything needed to continue exactly: networks, optimizer, normaliser, every RNG and the
 state of every environment.
 """
@@ -318,6 +319,9 @@ class Trainer:
             if not (self.out / CHECKPOINT).exists():
                 raise KinesisNeuroError(f"--resume: no {CHECKPOINT} in {self.out}")
             checkpoint = load_checkpoint(self.out / CHECKPOINT)
+            if "workers" not in checkpoint:
+                raise KinesisNeuroError(f"{self.out / CHECKPOINT}: written by an older kinesis-neuro whose environment "
+                                        "differs (action mapping, reference height); start a new run")
             saved = dict(checkpoint["config"])
             saved["total_steps"] = config.total_steps  # the only setting a resumed run may change
             saved["hidden"] = tuple(saved["hidden"])
@@ -363,14 +367,7 @@ class Trainer:
         torch.set_rng_state(ckpt["rng"]["torch"])
         np.random.set_state(("MT19937", ckpt["rng"]["numpy"].numpy(), ckpt["rng"]["numpy_pos"], 0, 0.0))
         random.setstate((3, tuple(int(v) for v in ckpt["rng"]["python"]), None))
-        if "workers" in ckpt:
-            self.workers.set_states(_to_numpy(ckpt["workers"]))
-        else:  # checkpoints written before rollouts moved into the workers: fresh action-noise RNGs
-            fresh = self.workers.get_states()
-            self.workers.set_states([{**f, "env": _to_numpy(e), "obs": o.numpy(), "episode_return": float(r),
-                                      "episode_length": int(n)}
-                                     for f, e, o, r, n in zip(fresh, ckpt["envs"], ckpt["obs"],
-                                                              ckpt["episode_return"], ckpt["episode_length"])])
+        self.workers.set_states(_to_numpy(ckpt["workers"]))
 
     # -- one PPO iteration --------------------------------------------------------------------------
     def collect(self) -> tuple[dict, dict]:

@@ -112,3 +112,12 @@ def test_numpy_rollout_policy_matches_the_torch_networks():
             assert value == pytest.approx(agent.value(torch.as_tensor(o)[None]).item(), rel=1e-5, abs=1e-6)
             assert numpy_agent.log_prob(action[0].numpy(), mean) == pytest.approx(
                 dist.log_prob(action).sum().item(), rel=1e-5)
+
+
+def test_resuming_a_checkpoint_of_an_older_environment_is_refused(tmp_path):
+    from kinesis_neuro.errors import KinesisNeuroError
+    from kinesis_neuro.train import save_checkpoint
+
+    save_checkpoint(tmp_path / CHECKPOINT, {"config": {}, "update": 3, "envs": [], "obs": torch.zeros(1)})
+    with pytest.raises(KinesisNeuroError, match="older kinesis-neuro"):
+        Trainer(PPOConfig(total_steps=10), tmp_path, resume=True)

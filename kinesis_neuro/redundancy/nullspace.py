@@ -269,18 +269,20 @@ def perturbation_test(maps: xr.Dataset, activation, *, norm: float = 0.05, seed:
         coords=dict(time=maps["time"]), attrs=dict(requested_norm=norm, seed=seed))
 
 
-def effort_optimality(model: mujoco.MjModel, recording: Recording | xr.Dataset) -> xr.Dataset:
+def effort_optimality(model: mujoco.MjModel, recording: Recording | xr.Dataset, A=None) -> xr.Dataset:
     """Recorded activations vs the minimum-sum-a^2 ones producing the same joint torques, per frame.
 
     The torques ``A @ a_recorded`` at the recorded states are re-solved by
     :func:`~kinesis_neuro.static_optimisation.solve_frame`. Returns ``distance`` (Euclidean, units
     1), ``excess_effort`` (sum a^2 recorded - optimal, units 1; >= 0 up to solver tolerance),
     ``effort_recorded``, ``effort_optimal``, ``residual`` (N m, torque the optimum misses) and
-    ``optimal_activation`` (time, muscle).
+    ``optimal_activation`` (time, muscle). ``A`` (time x joint x muscle): the maps at the recording's
+    frames when already computed (e.g. ``activation_torque_map(...)["A"].values``).
     """
     ds = recording.data if isinstance(recording, Recording) else recording
     act = _model_activation(model, ds)
-    A = _maps(model, *recording_states(model, ds))[1]
+    if A is None:
+        A = _maps(model, *recording_states(model, ds))[1]
     optimal, residual = np.empty_like(act), np.empty(len(act))
     for t in range(len(act)):
         solution = solve_frame(A[t], A[t] @ act[t])
@@ -358,12 +360,12 @@ def analyse(recording: Recording, *, step: int = 10, feasible_every: int = 100, 
     frames = np.arange(0, qpos.shape[0], step)
     time = recording.data.time.values[frames]
     maps = activation_torque_map(model, qpos[frames], qvel[frames], time=time)
-    activation = _model_activation(model, recording.data)[frames]
-    perturbed = perturbation_test(maps, activation, norm=norm, seed=seed)
-    effort = effort_optimality(model, recording.data.isel(time=frames))
+    activation = _model_activation(model, recording.data)
+    perturbed = perturbation_test(maps, activation[frames], norm=norm, seed=seed)
+    effort = effort_optimality(model, recording.data.isel(time=frames), A=maps["A"].values)
     every = frames[:: max(1, feasible_every // step)]
     sub = maps.sel(time=recording.data.time.values[every])
-    a_sub = _model_activation(model, recording.data)[every]
+    a_sub = activation[every]
     tau = np.einsum("tjm,tm->tj", sub["A"].values, a_sub)
     feasible = feasible_ranges(sub["A"], tau, list(sub.muscle.values))
     summary = {
