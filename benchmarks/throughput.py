@@ -20,7 +20,7 @@ import mujoco  # noqa: E402
 import torch  # noqa: E402
 
 from kinesis_neuro.envs import ImitationConfig, MyoLegsImitationEnv  # noqa: E402
-from kinesis_neuro.train import ActorCritic, NumpyAgent, PPOConfig, Trainer  # noqa: E402
+from kinesis_neuro.train import ActorCritic, NumpyActor, PPOConfig, Trainer  # noqa: E402
 
 
 def raw_steps_per_s(env: MyoLegsImitationEnv, seconds: float) -> float:
@@ -42,11 +42,11 @@ def env_steps_per_s(env: MyoLegsImitationEnv, seconds: float) -> float:
     """Control steps/s of the environment with a policy network choosing every action (evaluated as
     the training rollouts do, with numpy)."""
     torch.set_num_threads(1)
-    policy = NumpyAgent(ActorCritic(env.observation_space.shape[0], env.action_space.shape[0]))
+    policy = NumpyActor(ActorCritic(env.observation_space.shape[0], env.action_space.shape[0]))
     obs, _ = env.reset(seed=0)
     steps, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
-        obs, _, terminated, truncated, _ = env.step(policy(obs)[0])
+        obs, _, terminated, truncated, _ = env.step(policy(obs))
         if terminated or truncated:
             obs, _ = env.reset()
         steps += 1

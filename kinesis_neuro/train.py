@@ -105,30 +105,25 @@ class ActorCritic(nn.Module):
         return self.critic(self.norm(obs)).squeeze(-1)
 
 
-class NumpyAgent:
-    """The policy and value networks of an :class:`ActorCritic` evaluated with numpy on one observation
-    (a rollout step; torch's per-call overhead would cost a quarter of the step)."""
+class NumpyActor:
+    """The policy mean of an :class:`ActorCritic` evaluated with numpy on one observation (a rollout step;
+    torch's per-call overhead would cost a quarter of the step). The value network stays with the
+    learner, which evaluates it on the whole batch: one network's weights stay in cache."""
 
     def __init__(self, agent: ActorCritic):
         norm = agent.norm
         self.mean, self.std, self.clip = norm.mean.numpy(), np.sqrt(norm.var.numpy() + 1e-8), norm.clip
-        self.actor = [(m.weight.detach().numpy().T.copy(), m.bias.detach().numpy()) for m in agent.actor
-                      if isinstance(m, nn.Linear)]
-        self.critic = [(m.weight.detach().numpy().T.copy(), m.bias.detach().numpy()) for m in agent.critic
+        self.layers = [(m.weight.detach().numpy().T.copy(), m.bias.detach().numpy()) for m in agent.actor
                        if isinstance(m, nn.Linear)]
         self.log_std = agent.log_std.detach().numpy().astype(np.float64)
 
-    @staticmethod
-    def _mlp(layers, x: np.ndarray) -> np.ndarray:
-        for w, b in layers[:-1]:
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        """The action mean for one observation."""
+        x = np.clip((obs - self.mean) / self.std, -self.clip, self.clip).astype(np.float32)
+        for w, b in self.layers[:-1]:
             x = np.tanh(x @ w + b)
-        w, b = layers[-1]
-        return x @ w + b
-
-    def __call__(self, obs: np.ndarray) -> tuple[np.ndarray, float]:
-        """``(action mean, value)`` for one observation."""
-        z = np.clip((obs - self.mean) / self.std, -self.clip, self.clip).astype(np.float32)
-        return self._mlp(self.actor, z).astype(np.float64), float(self._mlp(self.critic, z)[0])
+        w, b = self.layers[-1]
+        return (x @ w + b).astype(np.float64)
 
     def log_prob(self, action: np.ndarray, mean: np.ndarray) -> float:
         """Gaussian log-density of ``action`` summed over its dimensions."""
@@ -161,17 +156,20 @@ class RolloutWorker:
         self.episode_return, self.episode_length = float(value["episode_return"]), int(value["episode_length"])
 
     def rollout(self, weights: dict, steps: int) -> dict:
-        """``steps`` control steps with the given policy weights; the episode statistics of finished episodes."""
+        """``steps`` control steps with the given policy weights; the episode statistics of finished episodes.
+        Observations after a time-limit truncation (whose value the learner bootstraps) come back in
+        ``final_obs`` with their step index in ``final_index``; ``last_obs`` follows the last step."""
         self.agent.load_state_dict(weights)
-        policy = NumpyAgent(self.agent)
+        policy = NumpyActor(self.agent)
         std = np.exp(policy.log_std)
         n_obs, n_act = self.obs.shape[0], self.env.action_space.shape[0]
         out = {"obs": np.zeros((steps, n_obs), np.float32), "actions": np.zeros((steps, n_act), np.float32),
-               **{k: np.zeros(steps, np.float32) for k in ("logprobs", "values", "rewards", "dones", "bootstrap")}}
+               **{k: np.zeros(steps, np.float32) for k in ("logprobs", "rewards", "dones")}}
+        final_obs, final_index = [], []
         finished = {"return": [], "length": [], "tracking_error": []}
         for t in range(steps):
             obs = self.obs.astype(np.float32)
-            mean, out["values"][t] = policy(obs)
+            mean = policy(obs)
             action = (mean + std * torch.randn(n_act, generator=self.generator).numpy()).astype(np.float32)
             out["logprobs"][t] = policy.log_prob(action, mean)
             out["obs"][t], out["actions"][t] = obs, action
@@ -182,13 +180,16 @@ class RolloutWorker:
             if terminated or truncated:
                 out["dones"][t] = 1.0
                 if truncated and not terminated:  # time limit: the future is not zero, bootstrap it
-                    out["bootstrap"][t] = policy(self.obs.astype(np.float32))[1]
+                    final_obs.append(self.obs.astype(np.float32))
+                    final_index.append(t)
                 finished["return"].append(self.episode_return)
                 finished["length"].append(self.episode_length)
                 finished["tracking_error"].append(info["tracking_error"])
                 self.episode_return, self.episode_length = 0.0, 0
                 self.obs, _ = self.env.reset()
-        out["next_value"] = policy(self.obs.astype(np.float32))[1]
+        out["final_obs"] = np.array(final_obs, np.float32).reshape(-1, n_obs)
+        out["final_index"] = np.array(final_index, np.int64)
+        out["last_obs"] = self.obs.astype(np.float32)
         out["finished"] = finished
         return out
 
@@ -375,11 +376,17 @@ class Trainer:
         c, T, N = self.config, self.config.rollout_steps, self.config.workers
         parts = self.workers.rollout(self.agent.state_dict(), T)
         stacked = {k: torch.as_tensor(np.stack([p[k] for p in parts], axis=1))
-                   for k in ("obs", "actions", "logprobs", "values", "rewards", "dones", "bootstrap")}
-        next_value = torch.tensor([p["next_value"] for p in parts], dtype=torch.float32)
+                   for k in ("obs", "actions", "logprobs", "rewards", "dones")}
         finished = {k: [v for p in parts for v in p["finished"][k]] for k in ("return", "length", "tracking_error")}
         self.global_step += T * N
-        values, rewards, dones, bootstrap = (stacked[k] for k in ("values", "rewards", "dones", "bootstrap"))
+        with torch.no_grad():
+            values = self.agent.value(stacked["obs"].reshape(T * N, -1)).reshape(T, N)
+            next_value = self.agent.value(torch.as_tensor(np.stack([p["last_obs"] for p in parts])))
+            bootstrap = torch.zeros((T, N))
+            for n, p in enumerate(parts):
+                if len(p["final_index"]):
+                    bootstrap[torch.as_tensor(p["final_index"]), n] = self.agent.value(torch.as_tensor(p["final_obs"]))
+        rewards, dones = stacked["rewards"], stacked["dones"]
         advantages = torch.zeros((T, N))
         gae = torch.zeros(N)
         for t in reversed(range(T)):

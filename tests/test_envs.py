@@ -38,12 +38,14 @@ def test_reward_and_termination_on_hand_built_states(env):
     assert terms["position"] == pytest.approx(1.0) and terms["velocity"] == pytest.approx(1.0)
     env.data.qpos[2] -= 0.1  # whole body 10 cm too low: every tracked body 0.1 m off
     mujoco.mj_forward(env.model, env.data)
+    env._sense()
     distance, reward, terms = env._reward()
     assert distance == pytest.approx(0.1, abs=1e-9)
     assert terms["position"] == pytest.approx(np.exp(-200 * 0.01), rel=1e-6)
     env.data.qpos[2] -= 0.1
     env.data.act[:] = 0.5
     mujoco.mj_forward(env.model, env.data)
+    env._sense()
     distance, _, terms = env._reward()
     assert distance > env.config.termination_distance
     assert terms["energy"] == pytest.approx(np.exp(-0.05 * 80 * 0.25))

@@ -9,6 +9,7 @@ tracked-body distance to the reference exceeds ``termination_distance``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import gymnasium as gym
@@ -18,7 +19,6 @@ import numpy as np
 from kinesis_neuro import model as mdl
 from kinesis_neuro.envs.reference import TRACKED_BODIES, ReferenceTable, body_linear_velocity, walking_reference
 from kinesis_neuro.errors import KinesisNeuroError
-from kinesis_neuro.static_optimisation import gain_and_bias
 
 CONTROL_MODES = ("direct", "target-length")
 
@@ -119,6 +119,7 @@ class MyoLegsImitationEnv(gym.Env):
         force = self._f_max * self._factor * self._mask
         self.model.actuator_gainprm[:, 2] = force
         self.model.actuator_biasprm[:, 2] = force
+        self._kp, self._force_limit, self._force_scale = 5.0 * force, -force, force.clip(1e-9)
 
     def _resolve(self, names) -> list[str]:
         groups = mdl.muscle_groups(self.model) if names else {}
@@ -148,7 +149,7 @@ class MyoLegsImitationEnv(gym.Env):
         mujoco.mj_setState(self.model, self.data, np.asarray(value["physics"], dtype=float),
                            mujoco.mjtState.mjSTATE_INTEGRATION)
         mujoco.mj_forward(self.model, self.data)
-        self._velocity = body_linear_velocity(self.model, self.data, self._bodies)
+        self._sense()
         self._start, self._step = int(value["start"]), int(value["step"])
         self.np_random.bit_generator.state = value["rng"]
 
@@ -162,7 +163,7 @@ class MyoLegsImitationEnv(gym.Env):
         mujoco.mj_resetData(self.model, d)
         d.qpos[:], d.qvel[:] = self.reference.qpos[self._start], self.reference.qvel[self._start]
         mujoco.mj_forward(self.model, d)
-        self._velocity = body_linear_velocity(self.model, d, self._bodies)
+        self._sense()
         self.last_tracking_error = 0.0
         if self.recorder is not None:
             self.recorder.reset(self)
@@ -183,7 +184,7 @@ class MyoLegsImitationEnv(gym.Env):
                 self.data.act[:] = self.data.ctrl[:] = self._excitation
                 mujoco.mj_step2(self.model, self.data)
         self._step += 1
-        self._velocity = body_linear_velocity(self.model, self.data, self._bodies)
+        self._sense()
         distance, reward, terms = self._reward()
         self.last_tracking_error = distance
         terminated = bool(distance > self.config.termination_distance or not np.isfinite(self.data.qpos).all())
@@ -191,6 +192,11 @@ class MyoLegsImitationEnv(gym.Env):
         if self.recorder is not None:
             self.recorder.append(self)
         return self._observation(), reward, terminated, truncated, self._info(distance, terms)
+
+    def _sense(self) -> None:
+        """Positions and linear velocities (world frame, m and m/s) of the tracked bodies after a step."""
+        self._xpos = self.data.xpos[self._bodies]
+        self._velocity = body_linear_velocity(self.model, self.data, self._bodies)
 
     def _perturbed(self, activation: np.ndarray, offset: np.ndarray | None) -> np.ndarray:
         """``activation + offset`` kept in [0, 1], silenced muscles at zero."""
@@ -208,10 +214,15 @@ class MyoLegsImitationEnv(gym.Env):
     def _target_length_activation(self, target: np.ndarray) -> np.ndarray:
         """KINESIS 'PD' control: force = clip(kp (L* - L) - kd v, -Fmax, 0), kp = 5 Fmax, kd = 0.1 kp,
         turned into the activation that makes MuJoCo's muscle produce it (force = gain act + bias)."""
-        d, f_max = self.data, self.model.actuator_gainprm[:, 2]
-        kp = 5.0 * f_max
-        force = np.minimum(np.maximum(kp * (target - d.actuator_length - 0.1 * d.actuator_velocity), -f_max), 0.0)
-        gain, bias = gain_and_bias(self.model, d)
+        d = self.data
+        force = np.minimum(np.maximum(self._kp * (target - d.actuator_length - 0.1 * d.actuator_velocity),
+                                      self._force_limit), 0.0)
+        d.act[:] = 0.0  # MuJoCo's own actuation at activation 0 and 1 (d.act is set again by the caller)
+        mujoco.mj_fwdActuation(self.model, d)
+        bias = d.actuator_force.copy()
+        d.act[:] = 1.0
+        mujoco.mj_fwdActuation(self.model, d)
+        gain = d.actuator_force - bias
         act = (force - bias) / np.minimum(gain, -1e-9)  # gain < 0 for every muscle with a force-length overlap
         return np.minimum(np.maximum(act, 0.0), 1.0)
 
@@ -221,9 +232,9 @@ class MyoLegsImitationEnv(gym.Env):
 
     def _heading(self) -> np.ndarray:
         """World-to-heading rotation: yaw of the pelvis forward (local x) axis removed."""
-        fwd = self.data.xmat[self._bodies[0]].reshape(3, 3)[:, 0]
-        yaw = np.arctan2(fwd[1], fwd[0])
-        c, s = np.cos(yaw), np.sin(yaw)
+        pelvis = self.data.xmat[self._bodies[0]]  # row-major 3x3: the forward axis is entries 0, 3, 6
+        yaw = math.atan2(pelvis[3], pelvis[0])
+        c, s = math.cos(yaw), math.sin(yaw)
         return np.array([[c, s, 0.0], [-s, c, 0.0], [0.0, 0.0, 1.0]])
 
     def _observation_size(self) -> int:
@@ -233,42 +244,38 @@ class MyoLegsImitationEnv(gym.Env):
 
     def _observation(self) -> np.ndarray:
         d, heading = self.data, self._heading()
-        xpos = d.xpos[self._bodies]
+        xpos, to_heading = self._xpos, heading.T
         root = xpos[0]
-        pelvis_rot = d.xmat[self._bodies[0]].reshape(3, 3)
-        rot = heading @ d.xmat[self._bodies].reshape(-1, 3, 3)
-        vel = self._velocity @ heading.T
-        ang = d.cvel[self._bodies, :3] @ heading.T
-        contact = (d.sensordata[self._foot_sensors] > 0).astype(float)
-        i = self._ref_index()
+        xmat = d.xmat[self._bodies].reshape(-1, 3, 3)
+        ahead = [self._ref_index(a) for a in self.config.lookahead]
         parts = [
-            [root[2]],
-            pelvis_rot.T @ np.array([0.0, 0.0, -1.0]),
-            ((xpos[1:] - root) @ heading.T).ravel(),
-            rot[:, :, :2].reshape(-1),
-            vel.ravel(),
-            ang.ravel(),
-            contact,
-            ((self.reference.xpos[i] - xpos) @ heading.T).ravel(),
+            root[2:],
+            -xmat[0, 2],  # gravity direction in the pelvis frame
+            ((xpos[1:] - root) @ to_heading).ravel(),
+            (heading @ xmat)[:, :, :2].ravel(),
+            (self._velocity @ to_heading).ravel(),
+            (d.cvel[self._bodies, :3] @ to_heading).ravel(),
+            (d.sensordata[self._foot_sensors] > 0).astype(float),
+            ((self.reference.xpos[self._ref_index()] - xpos) @ to_heading).ravel(),
+            ((self.reference.xpos[ahead] - root) @ to_heading).ravel(),
         ]
-        for ahead in self.config.lookahead:
-            parts.append(((self.reference.xpos[self._ref_index(ahead)] - root) @ heading.T).ravel())
         if self.config.muscle_observations:
             parts += [d.actuator_length / self._l0, d.actuator_velocity / self._l0,
-                      d.actuator_force / self.model.actuator_gainprm[:, 2].clip(1e-9)]
+                      d.actuator_force / self._force_scale]
         return np.concatenate(parts)
 
     def _reward(self) -> tuple[float, float, dict]:
         c, d = self.config, self.data
         i = self._ref_index()
-        diff = self.reference.xpos[i] - d.xpos[self._bodies]
-        distance = float(np.linalg.norm(diff, axis=1).mean())
+        diff = self.reference.xpos[i] - self._xpos
+        squared = (diff * diff).sum(axis=1)
         vdiff = self.reference.xvel[i] - self._velocity
+        distance = float(np.sqrt(squared).mean())
         terms = {
-            "position": float(np.exp(-c.k_pos * np.mean(np.sum(diff**2, axis=1)))),
-            "velocity": float(np.exp(-c.k_vel * np.mean(np.sum(vdiff**2, axis=1)))),
-            "upright": float(np.clip(d.xmat[self._bodies[0]].reshape(3, 3)[2, 1], 0.0, 1.0)),
-            "energy": float(np.exp(-c.k_energy * np.sum(d.act**2))),
+            "position": math.exp(-c.k_pos * float(squared.mean())),
+            "velocity": math.exp(-c.k_vel * float((vdiff * vdiff).sum(axis=1).mean())),
+            "upright": min(max(float(d.xmat[self._bodies[0], 7]), 0.0), 1.0),  # pelvis y axis (up), world z
+            "energy": math.exp(-c.k_energy * float(d.act @ d.act)),
         }
         reward = (c.w_pos * terms["position"] + c.w_vel * terms["velocity"] + c.w_upright * terms["upright"]
                   + c.w_energy * terms["energy"])

@@ -65,9 +65,11 @@ class ReferenceTable:
         self.period = float(reference.attrs.get("stride_period_s", reference.duration))
 
 
+_NEXT, _PREVIOUS = np.array([1, 2, 0]), np.array([2, 0, 1])  # cyclic shifts: a cross product (np.cross is slow)
+
+
 def body_linear_velocity(model: mujoco.MjModel, data: mujoco.MjData, bodies: np.ndarray) -> np.ndarray:
     """World-frame linear velocity (m/s) of body origins from MuJoCo's com-based ``cvel``."""
-    w, v = data.cvel[bodies, :3], data.cvel[bodies, 3:]
+    cvel = data.cvel[bodies]
     r = data.xpos[bodies] - data.subtree_com[model.body_rootid[bodies]]
-    return v + np.stack([w[:, 1] * r[:, 2] - w[:, 2] * r[:, 1], w[:, 2] * r[:, 0] - w[:, 0] * r[:, 2],
-                         w[:, 0] * r[:, 1] - w[:, 1] * r[:, 0]], axis=1)  # v + w x r (np.cross is slow)
+    return cvel[:, 3:] + cvel[:, _NEXT] * r[:, _PREVIOUS] - cvel[:, _PREVIOUS] * r[:, _NEXT]  # v + w x r
