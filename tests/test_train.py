@@ -30,6 +30,26 @@ def test_short_training_improves_episode_length(data_dir, tmp_path):
     assert np.all(np.isfinite([row["policy_loss"] for row in history]))
 
 
+@pytest.mark.parametrize("termination_distance, bootstrapped", [(float("inf"), True), (0.0, False)])
+def test_time_limit_bootstraps_the_value_and_termination_does_not(data_dir, tmp_path, termination_distance,
+                                                                  bootstrapped):
+    """With a critic that says V = 5 everywhere and rewards in [0, 1], the return of an episode's last step is
+    r + 0.99 * 5 when the 0.2-s time limit cut it, and r alone when early termination ended it."""
+    env = {**SMALL["env"], "episode_seconds": 0.2, "termination_distance": termination_distance}
+    trainer = Trainer(PPOConfig(total_steps=64, seed=2, **{**SMALL, "rollout_steps": 64, "env": env}), tmp_path)
+    try:
+        with torch.no_grad():
+            trainer.agent.critic[-1].weight.zero_()
+            trainer.agent.critic[-1].bias.fill_(5.0)
+        batch, finished = trainer.collect()
+    finally:
+        trainer.close()
+    assert set(finished["length"]) == ({6} if bootstrapped else {1})
+    last_steps = batch["returns"][torch.as_tensor(np.cumsum(finished["length"]) - 1)]
+    low, high = (0.99 * 5.0, 1.0 + 0.99 * 5.0) if bootstrapped else (0.0, 1.0)
+    assert torch.all((last_steps >= low) & (last_steps <= high)), last_steps
+
+
 def test_killed_run_resumes_exactly(data_dir, tmp_path):
     """A run killed after a checkpoint and resumed computes the same next update as an uninterrupted one."""
     small = PPOConfig(total_steps=4 * 512, seed=7, **SMALL)
