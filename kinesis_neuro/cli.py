@@ -221,7 +221,7 @@ def _train(args) -> None:
     if args.data_dir:
         env["data_dir"] = args.data_dir
     config = PPOConfig(total_steps=args.steps, workers=args.workers, seed=args.seed, env=env,
-                       checkpoint_every=args.checkpoint_every)
+                       checkpoint_every=args.checkpoint_every, mirror_coef=args.mirror_coef)
     trainer = Trainer(config, args.out, resume=args.resume)
     try:
         trainer.run(progress=not args.no_progress)
@@ -341,6 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--control-mode", default="target-length", choices=["direct", "target-length"])
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--checkpoint-every", type=int, default=10, help="updates between checkpoints")
+    tr.add_argument("--mirror-coef", type=float, default=0.0,
+                    help="weight of the left-right symmetry loss on the policy (0: off)")
     tr.add_argument("--out", required=True, help="run folder (config, checkpoint, training log)")
     tr.add_argument("--resume", action="store_true", help="continue exactly from the run's checkpoint")
     tr.add_argument("--no-progress", action="store_true")

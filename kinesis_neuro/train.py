@@ -47,6 +47,7 @@ class PPOConfig:
     entropy_coef: float = 0.0
     max_grad_norm: float = 0.5
     target_kl: float | None = 0.05  # stop the epochs of an update once the mean KL exceeds this
+    mirror_coef: float = 0.0  # weight of the left-right symmetry loss on the action mean (Yu et al. 2018)
     init_log_std: float = -1.0
     hidden: tuple[int, ...] = (512, 256)
     seed: int = 0
@@ -198,7 +199,7 @@ def _worker_main(pipe, env_config: dict, seed: int, hidden, init_log_std: float)
     torch.set_num_threads(1)
     try:
         worker = RolloutWorker(env_config, seed, hidden, init_log_std)
-        pipe.send(("ok", (worker.obs.shape[0], worker.env.action_space.shape[0])))
+        pipe.send(("ok", worker.env.mirror_maps()))
         while True:
             command, argument = pipe.recv()
             if command == "close":
@@ -232,7 +233,8 @@ class WorkerPool:
             process.start()
             self.pipes.append(parent)
             self.processes.append(process)
-        self.n_obs, self.n_act = self._gather()[0]
+        self.mirror_maps = self._gather()[0]  # (obs index, obs sign, action index)
+        self.n_obs, self.n_act = len(self.mirror_maps[0]), len(self.mirror_maps[2])
 
     def _gather(self) -> list:
         results = []
@@ -309,6 +311,21 @@ def truncate_log(path: Path, update: int) -> None:
         path.write_text("".join(kept))
 
 
+def _add_log_columns(path: Path, columns: list[str]) -> list[str]:
+    """The header of an existing training log, extended (file rewritten, earlier rows left empty there) with
+    the ``columns`` it lacks: a log begun by an older kinesis-neuro that logged fewer statistics."""
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        rows, header = list(reader), list(reader.fieldnames or [])
+    missing = [c for c in columns if c not in header]
+    if missing:
+        with open(path, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=header + missing)
+            writer.writeheader()
+            writer.writerows(rows)
+    return header + missing
+
+
 class Trainer:
     """One PPO run writing into ``out`` (config, checkpoint, CSV log)."""
 
@@ -335,6 +352,9 @@ class Trainer:
         self.workers = WorkerPool(config.workers, config.env, config.seed, config.hidden, config.init_log_std)
         self.agent = ActorCritic(self.workers.n_obs, self.workers.n_act, config.hidden, config.init_log_std)
         self.optimizer = torch.optim.Adam(self.agent.parameters(), lr=config.learning_rate, eps=1e-5)
+        obs_index, obs_sign, action_index = self.workers.mirror_maps
+        self._mirror = (torch.as_tensor(obs_index), torch.as_tensor(obs_sign, dtype=torch.float32),
+                        torch.as_tensor(action_index))
         self.update, self.global_step = 0, 0
         if checkpoint is not None:
             self._restore(checkpoint)
@@ -408,7 +428,8 @@ class Trainer:
         stats = {}
         for _ in range(c.epochs):
             order = torch.randperm(size)
-            epoch = {"policy_loss": [], "value_loss": [], "entropy": [], "approx_kl": [], "clipfrac": []}
+            epoch = {"policy_loss": [], "value_loss": [], "entropy": [], "approx_kl": [], "clipfrac": [],
+                     "symmetry_loss": []}
             for start in range(0, size - mb + 1, mb):
                 idx = order[start:start + mb]
                 dist = self.agent.distribution(batch["obs"][idx])
@@ -419,7 +440,9 @@ class Trainer:
                 policy_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - c.clip, 1 + c.clip)).mean()
                 value_loss = 0.5 * ((self.agent.value(batch["obs"][idx]) - batch["returns"][idx]) ** 2).mean()
                 entropy = dist.entropy().sum(-1).mean()
-                loss = policy_loss + c.value_coef * value_loss - c.entropy_coef * entropy
+                symmetry_loss = self.symmetry_loss(batch["obs"][idx], dist.mean)
+                loss = (policy_loss + c.value_coef * value_loss - c.entropy_coef * entropy
+                        + c.mirror_coef * symmetry_loss)
                 self.optimizer.zero_grad()
                 loss.backward()
                 nn.utils.clip_grad_norm_(self.agent.parameters(), c.max_grad_norm)
@@ -428,6 +451,7 @@ class Trainer:
                     epoch["policy_loss"].append(policy_loss.item())
                     epoch["value_loss"].append(value_loss.item())
                     epoch["entropy"].append(entropy.item())
+                    epoch["symmetry_loss"].append(symmetry_loss.item())
                     epoch["approx_kl"].append(((ratio - 1) - (logprob - batch["logprobs"][idx])).mean().item())
                     epoch["clipfrac"].append(((ratio - 1).abs() > c.clip).float().mean().item())
             stats = {k: float(np.mean(v)) for k, v in epoch.items()}
@@ -438,6 +462,14 @@ class Trainer:
         stats["explained_variance"] = float(1 - residual.var() / (batch["returns"].var() + 1e-8))
         stats["action_std"] = float(self.agent.log_std.detach().exp().mean())
         return stats
+
+    def symmetry_loss(self, obs: torch.Tensor, action_mean: torch.Tensor) -> torch.Tensor:
+        """Mean squared difference between the action mean of each state and the mirror image of the action
+        mean of its mirrored state (zero for a left-right symmetric policy); without gradient when unused."""
+        obs_index, obs_sign, action_index = self._mirror
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.config.mirror_coef > 0):
+            mirrored = self.agent.actor(self.agent.norm(obs[:, obs_index] * obs_sign))[:, action_index]
+            return ((action_mean - mirrored) ** 2).mean()
 
     # -- the loop ---------------------------------------------------------------------------------------
     def run(self, progress: bool = True) -> list[dict]:
@@ -472,7 +504,8 @@ class Trainer:
                            **stats, "wall_time_s": time.time()}
                     history.append(row)
                     if writer is None:
-                        writer = csv.DictWriter(fh, fieldnames=list(row))
+                        columns = list(row) if new_log else _add_log_columns(log_path, list(row))
+                        writer = csv.DictWriter(fh, fieldnames=columns)
                         if new_log:
                             writer.writeheader()
                     writer.writerow(row)

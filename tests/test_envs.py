@@ -114,3 +114,17 @@ def test_target_lengths_span_from_kinesis_strongest_command_to_slack(env):
     for action in (-0.5, 0.0, 0.5):
         assert np.all(strongest >= env._target_length_activation(env.target_length(np.full(80, action))))
     assert np.median(strongest) > 0.9
+
+
+def test_mirror_maps_turn_a_reference_state_into_the_one_half_a_stride_later(env):
+    """The reference stride is one half cycle and its left-right mirror image, so the mirrored observation at a
+    phase is (up to the quarter sample between 0.575 s and the 150-Hz grid) the observation half a stride later."""
+    obs_index, obs_sign, action_index = env.mirror_maps()
+    assert sorted(obs_index) == list(range(env.observation_space.shape[0]))
+    assert np.array_equal(action_index[action_index], np.arange(env.model.nu))  # an involution
+    assert [env.muscles[i] for i in action_index[:2]] == ["addbrev_l", "addlong_l"]
+    half_stride = int(round(env.reference.period * env.config.sim_rate / 2))
+    now, _ = env.reset(options={"start": 50})
+    later, _ = env.reset(options={"start": 50 + half_stride})
+    assert np.abs(later - now).max() > 1.0
+    assert np.abs(later - now[obs_index] * obs_sign).max() < 0.1

@@ -140,3 +140,14 @@ def test_resuming_a_checkpoint_of_an_older_environment_is_refused(tmp_path):
     save_checkpoint(tmp_path / CHECKPOINT, {"config": {}, "update": 3, "envs": [], "obs": torch.zeros(1)})
     with pytest.raises(KinesisNeuroError, match="older kinesis-neuro"):
         Trainer(PPOConfig(total_steps=10), tmp_path, resume=True)
+
+
+def test_a_log_of_an_older_version_gains_the_new_columns(tmp_path):
+    from kinesis_neuro.train import _add_log_columns
+
+    log = tmp_path / "training_log.csv"
+    log.write_text("update,global_step\n1,10\n2,20\n")
+    assert _add_log_columns(log, ["update", "global_step", "symmetry_loss"]) == ["update", "global_step",
+                                                                                  "symmetry_loss"]
+    assert log.read_text().splitlines() == ["update,global_step,symmetry_loss", "1,10,", "2,20,"]
+    assert _add_log_columns(log, ["update", "symmetry_loss"]) == ["update", "global_step", "symmetry_loss"]

@@ -242,6 +242,37 @@ class MyoLegsImitationEnv(gym.Env):
         size = 1 + 3 + 3 * (n - 1) + 6 * n + 3 * n + 3 * n + 2 + 3 * n + 3 * n * len(self.config.lookahead)
         return size + (3 * self.model.nu if self.config.muscle_observations else 0)
 
+    def mirror_maps(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(obs_index, obs_sign, action_index)``: the left-right mirror image of a state is
+        ``obs[obs_index] * obs_sign`` and of an action ``action[action_index]`` (mirror plane: the sagittal
+        plane of the heading frame, whose y axis points left; body frames have z pointing right).
+        Used by the trainer's symmetry loss."""
+        bodies = [TRACKED_BODIES.index(_other_side(b)) for b in TRACKED_BODIES]
+        index, sign = [], []
+
+        def block(order, per_item_sign):
+            start = sum(len(i) for i in index)
+            width = len(per_item_sign)
+            index.append(np.array([start + width * o + k for o in order for k in range(width)]))
+            sign.append(np.tile(per_item_sign, len(order)))
+
+        block([0], [1.0])  # root height
+        block([0], [1.0, 1.0, -1.0])  # gravity in the pelvis frame
+        block([b - 1 for b in bodies[1:]], [1.0, -1.0, 1.0])  # body positions relative to the root
+        block(bodies, [1.0, 1.0, -1.0, -1.0, 1.0, 1.0])  # first two columns of each body rotation
+        block(bodies, [1.0, -1.0, 1.0])  # linear velocities
+        block(bodies, [-1.0, 1.0, -1.0])  # angular velocities (pseudo-vectors)
+        block([1, 0], [1.0])  # foot contacts (right, left)
+        block(bodies, [1.0, -1.0, 1.0])  # distance to the reference bodies
+        for _ in self.config.lookahead:
+            block(bodies, [1.0, -1.0, 1.0])
+        muscles = [self.muscles.index(_other_side(m)) for m in self.muscles]
+        if self.config.muscle_observations:
+            for _ in range(3):  # length, velocity, force
+                block(muscles, [1.0])
+        assert sum(len(i) for i in index) == self.observation_space.shape[0]  # every entry mapped once
+        return np.concatenate(index), np.concatenate(sign), np.array(muscles)
+
     def _observation(self) -> np.ndarray:
         d, heading = self.data, self._heading()
         xpos, to_heading = self._xpos, heading.T
@@ -284,3 +315,12 @@ class MyoLegsImitationEnv(gym.Env):
     def _info(self, distance: float, terms: dict | None = None) -> dict:
         return {"tracking_error": distance, "reference_time": float(self.reference.time[self._ref_index()]),
                 **({f"reward_{k}": v for k, v in terms.items()} if terms else {})}
+
+
+def _other_side(name: str) -> str:
+    """``femur_r`` -> ``femur_l`` and back; names without a side are their own mirror image."""
+    if name.endswith("_r"):
+        return name[:-2] + "_l"
+    if name.endswith("_l"):
+        return name[:-2] + "_r"
+    return name
