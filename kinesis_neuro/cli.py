@@ -137,6 +137,8 @@ def _compare(args) -> None:
     print(f"median r {result['median_r']:.3f}, Fisher-z mean r {result['mean_r_fisher']:.3f} over "
           f"{len(result['muscles'])} muscles; {result['cycles']['simulated']} simulated cycles vs "
           f"{result['cycles']['human']}; outputs in {args.out}")
+    if result["undefined_r"]:
+        print(f"note: {compare.UNDEFINED_R_NOTE}: {', '.join(result['undefined_r'])}")
     if "spm_note" in ds.attrs:
         print(f"note: {ds.attrs['spm_note']}")
 
@@ -146,6 +148,7 @@ def _synergies(args) -> None:
 
     from kinesis_neuro import compare
     from kinesis_neuro.record import Recording
+    from kinesis_neuro.storage import write_json
 
     n_points, split = _phase_grid(args.phase_points)
     human = compare.human_cycles(args.emg, side=args.side, n_points=n_points, split=split, data_dir=args.data_dir)
@@ -155,7 +158,7 @@ def _synergies(args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for name, ds in fitted.items():
         ds.to_netcdf(out / f"synergies_{name}.nc", engine="h5netcdf")
-    (out / "synergies.json").write_text(json.dumps(result, indent=2))
+    write_json(result, out / "synergies.json")
     print(json.dumps(result, indent=2))
 
 
@@ -186,6 +189,7 @@ def _nullspace(args) -> None:
 
     from kinesis_neuro.record import Recording
     from kinesis_neuro.redundancy.nullspace import analyse, write_figures
+    from kinesis_neuro.storage import write_json
 
     if (args.recording is None) == (args.policy is None):
         raise KinesisNeuroError("give either --recording (e.g. static optimisation) or --policy")
@@ -210,7 +214,7 @@ def _nullspace(args) -> None:
     summary.update(closed_loop)
     results.to_netcdf(out / "nullspace.nc", engine="h5netcdf")
     write_figures(results, out, perturbed)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_json(summary, out / "summary.json")
     print(json.dumps(summary, indent=2))
 
 
@@ -263,7 +267,8 @@ def _rollout(args) -> None:
 
 
 def _pipeline(args) -> None:
-    from kinesis_neuro.pipeline import main_job, muscle_table
+    from kinesis_neuro.compare import UNDEFINED_R_NOTE
+    from kinesis_neuro.pipeline import main_job, muscle_table, write_policy_metrics
 
     summary = main_job(args.policy, emg=args.emg, episodes=args.episodes, seed=args.seed, n_boot=args.bootstrap,
                        out=args.out, data_dir=args.data_dir)
@@ -273,9 +278,14 @@ def _pipeline(args) -> None:
           f"{evaluation['mean_tracking_error_m']:.3f} m")
     print(f"Pearson r of mean gait cycles vs {summary['emg']} EMG:")
     print(muscle_table(summary).to_string(float_format=lambda v: f"{v:.3f}"))
+    for label, controller in summary["controllers"].items():
+        if controller["undefined_r"]:
+            print(f"note: {label}: {UNDEFINED_R_NOTE}: {', '.join(controller['undefined_r'])}")
     for label, note in summary["notes"].items():
         print(f"note: {label} not compared: {note}")
     print(f"outputs in {args.out}: summary.json, figures/, recordings")
+    if args.write_metrics:
+        print(f"policy metrics written to {write_policy_metrics(summary, args.policy)}")
 
 
 def _export_policy(args) -> None:
@@ -399,6 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--seed", type=int, default=0)
     pl.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the r CIs")
     pl.add_argument("--out", default="out/main")
+    pl.add_argument("--write-metrics", action="store_true",
+                    help="also write the policy folder's metrics.json (for its model card)")
     pl.set_defaults(func=_pipeline)
 
     ns = sub.add_parser("nullspace", help="null-space analyses of a recording (rank, perturbations, effort, ranges)")

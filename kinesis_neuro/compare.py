@@ -11,6 +11,9 @@ from kinesis_neuro import emg, gait, mapping
 from kinesis_neuro.errors import ProcessingError
 from kinesis_neuro.record import Recording
 
+UNDEFINED_R_NOTE = ("no r (the simulated mean cycle has no variance: the controller never activates the muscle); "
+                    "medians are over the other muscles")
+
 
 def emg_through_activation_dynamics(signal: xr.DataArray, tau_activation: float = 0.01,
                                     tau_deactivation: float = 0.04) -> xr.DataArray:
@@ -276,7 +279,13 @@ def synergy_analysis(human: xr.DataArray, recording: Recording | None = None, *,
 
 
 def summary(ds: xr.Dataset) -> dict:
-    """The ``summary.json`` content, computed from a comparison Dataset."""
+    """The ``summary.json`` content, computed from a comparison Dataset.
+
+    ``median_r`` and ``mean_r_fisher`` are over the muscles with a defined r; ``undefined_r`` lists the
+    others (a simulated mean cycle without variance: the controller never activates the muscle).
+    """
+    from kinesis_neuro.metrics import fisher_mean
+
     muscles = {}
     for ch in map(str, ds.channel.values):
         muscles[ch] = {"r": float(ds.r.sel(channel=ch)),
@@ -290,8 +299,10 @@ def summary(ds: xr.Dataset) -> dict:
         baseline = {"median_r_pairs": {ch: float(ds.human_r_pairs.sel(channel=ch).median()) for ch in muscles},
                     "median_r_leave_one_out": {ch: float(ds.human_r_loo.sel(channel=ch).median()) for ch in muscles}}
     r = ds.r.values
-    out = {"muscles": muscles, "median_r": float(np.median(r)),
-           "mean_r_fisher": float(np.tanh(np.mean(np.arctanh(np.clip(r, -0.999999, 0.999999))))),
+    defined = np.isfinite(r)  # r is undefined for a mean cycle without variance (a muscle never activated)
+    out = {"muscles": muscles, "median_r": float(np.median(r[defined])) if defined.any() else float("nan"),
+           "mean_r_fisher": float(fisher_mean(ds.r.clip(-0.999999, 0.999999))),
+           "undefined_r": [ch for ch, ok in zip(muscles, defined) if not ok],
            "human_baseline": baseline,
            "synergies": ({"sim_rank": ds.attrs["sim_rank"], "human_rank": ds.attrs["human_rank"],
                           "matched_cosine": [float(c) for c in ds.matched_cosine.values],
@@ -303,7 +314,6 @@ def summary(ds: xr.Dataset) -> dict:
 
 def write_outputs(ds: xr.Dataset, out_dir) -> dict:
     """``summary.json``, ``correlation.csv``, ``comparison.nc`` and the figures in ``out_dir``; returns the summary."""
-    import json
     from pathlib import Path
 
     from kinesis_neuro import plots, storage
@@ -311,7 +321,7 @@ def write_outputs(ds: xr.Dataset, out_dir) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     result = summary(ds)
-    (out / "summary.json").write_text(json.dumps(result, indent=2))
+    storage.write_json(result, out / "summary.json")
     correlation_table(result).to_csv(out / "correlation.csv")
     storage.save(ds, out / "comparison.nc")
     plots.plot_comparison(ds, out)

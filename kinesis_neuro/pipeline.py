@@ -9,13 +9,17 @@ walk it imitates), run static optimisation on the same periodic walk, compare bo
 from __future__ import annotations
 
 import json
+import os
+import platform
 from pathlib import Path
 
 import pandas as pd
 
 from kinesis_neuro.errors import ProcessingError
+from kinesis_neuro.storage import write_json
 
 CONTROLLERS = ("policy", "static optimisation")
+METRICS = "metrics.json"
 
 
 def main_job(policy_dir, *, emg: str = "moco-walk", grf: str = "moco-walk/grf_walk.mot", episodes: int = 10,
@@ -80,12 +84,13 @@ def main_job(policy_dir, *, emg: str = "moco-walk", grf: str = "moco-walk/grf_wa
                        "mean_duration_s": float(evaluation.duration_s.mean()),
                        "mean_tracking_error_m": float(evaluation.tracking_error_m.mean())},
         "controllers": {label: {"median_r": r["median_r"], "mean_r_fisher": r["mean_r_fisher"],
+                                "undefined_r": r["undefined_r"],
                                 "cycles": r["cycles"], "r": {ch: m["r"] for ch, m in r["muscles"].items()},
                                 "best_lag_pct": {ch: m["best_lag_pct"] for ch, m in r["muscles"].items()}}
                         for label, r in results.items()},
         "notes": notes,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_json(summary, out / "summary.json")
     return summary
 
 
@@ -95,3 +100,51 @@ def muscle_table(summary: dict) -> pd.DataFrame:
     table.index.name = "muscle"
     table.loc["median"] = [c["median_r"] for c in summary["controllers"].values()]
     return table
+
+
+def training_summary(log_path, update: int | None = None) -> dict:
+    """Samples, updates and training time of a training log up to ``update`` (default: its last row).
+
+    ``wall_time_h`` sums the time of every PPO update (samples / samples-per-second), so pauses between
+    training sessions do not count.
+    """
+    log = pd.read_csv(log_path)
+    if update is not None:
+        log = log[log["update"] <= update]
+    if log.empty:
+        raise ProcessingError(f"{log_path}: no training log rows up to update {update}")
+    samples = log["global_step"].diff().fillna(log["global_step"].iloc[0])
+    return {"samples": int(log["global_step"].iloc[-1]), "updates": int(log["update"].iloc[-1]),
+            "wall_time_h": float((samples / log["samples_per_s"]).sum() / 3600),
+            "median_samples_per_s": float(log["samples_per_s"].median())}
+
+
+def _cpu_name() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor() or platform.machine()
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
+                platform.machine())
+
+
+def write_policy_metrics(summary: dict, policy_dir, *, log: str = "training_log.csv") -> Path:
+    """Write ``metrics.json`` into ``policy_dir``: training, evaluation and EMG correlation of its policy.
+
+    ``summary`` is the :func:`main_job` result for that policy; the training numbers come from the
+    folder's ``policy.json`` and training log.
+    """
+    policy_dir = Path(policy_dir)
+    exported = json.loads((policy_dir / "policy.json").read_text())
+    if "policy" not in summary["controllers"]:
+        raise ProcessingError(f"{policy_dir}: the policy was not compared with EMG ({summary['notes']}); "
+                              "metrics need a policy that walks whole gait cycles")
+    metrics = {
+        "training": {**training_summary(policy_dir / log, exported["update"]), "seed": exported["seed"]},
+        "evaluation": summary["evaluation"],
+        "emg_correlation": {"emg": summary["emg"], "motion": summary["motion"],
+                            **{label: {"median_r": c["median_r"], "r": c["r"], "undefined_r": c["undefined_r"]}
+                               for label, c in summary["controllers"].items()}},
+        "evaluated_on": {"cpu": _cpu_name(), "cores": os.cpu_count(), "system": platform.platform()},
+    }
+    return write_json(metrics, policy_dir / METRICS)

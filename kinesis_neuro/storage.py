@@ -1,7 +1,10 @@
-"""Saving and loading DataArrays/Datasets as NetCDF (``.nc``) or Zarr (``.zarr``), attrs included."""
+"""Saving and loading DataArrays/Datasets as NetCDF (``.nc``) or Zarr (``.zarr``), attrs included;
+summaries as strict JSON."""
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 
 import xarray as xr
@@ -48,3 +51,20 @@ def load(path: str | Path) -> xr.DataArray | xr.Dataset:
     if name is None:
         return ds
     return ds[name]
+
+
+def _strict(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    return value
+
+
+def write_json(obj, path: str | Path) -> Path:
+    """Write ``obj`` as strict JSON (NaN and infinities become ``null``, which every reader accepts)."""
+    path = Path(path)
+    path.write_text(json.dumps(_strict(obj), indent=2, allow_nan=False))
+    return path

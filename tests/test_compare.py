@@ -54,6 +54,26 @@ def test_compare_against_fifteen_people(periodic_recording):
     assert "spm_note" in ds.attrs  # identical periodic cycles: no variance for SPM, said so
 
 
+def test_a_muscle_never_activated_has_no_r_and_leaves_the_median_to_the_others(periodic_recording, tmp_path):
+    rec = Recording.load(periodic_recording)
+    data = rec.data.copy()
+    silent = data.muscle.isin(["vaslat_r", "vaslat_l"])
+    data["activation"] = data.activation.where(~silent, 0.0)
+    human = compare.human_cycles("moco-walk")
+    ds = compare.compare(Recording(data, source="silenced vastus lateralis"), human, n_boot=50, synergies=False)
+    result = compare.write_outputs(ds, tmp_path)
+    assert result["undefined_r"] == ["vastus_lateralis"]
+    defined = ds.r.drop_sel(channel="vastus_lateralis")
+    assert result["median_r"] == pytest.approx(float(np.median(defined)))
+    assert np.isfinite(result["mean_r_fisher"])
+
+    def no_nan(name):
+        raise AssertionError(f"summary.json holds {name}: not strict JSON")
+
+    written = json.loads((tmp_path / "summary.json").read_text(), parse_constant=no_nan)
+    assert written["muscles"]["vastus_lateralis"]["r"] is None
+
+
 def test_human_cycles_need_the_stance_swing_grid_for_syns(data_dir):
     with pytest.raises(ProcessingError, match="100 stance \\+ 100 swing"):
         compare.human_cycles("musclesynergies/SYNS.RData", n_points=101)

@@ -1,6 +1,7 @@
 """The main job end to end: rollouts, static optimisation, comparison with EMG, figures, summary."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -32,3 +33,33 @@ def test_main_job_says_how_to_get_missing_data(policy_dir, tmp_path, capsys, mon
     err = capsys.readouterr().err
     assert "not available offline" in err and "KINESIS_NEURO_DATA" in err and "datasets fetch" in err
     assert not (tmp_path / "main").exists()  # nothing started
+
+
+BUNDLED = Path(__file__).resolve().parents[1] / "policies" / "myolegs-walk"
+
+
+def test_bundled_policy_reproduces_its_metrics(data_dir, tmp_path):
+    """The main job on the bundled policy gives the evaluation and EMG r its model card states."""
+    from kinesis_neuro.pipeline import main_job
+
+    stated = json.loads((BUNDLED / "metrics.json").read_text())
+    evaluation = stated["evaluation"]
+    assert evaluation["full_episodes"] >= 8 and evaluation["mean_tracking_error_m"] <= 0.06  # the target
+    summary = main_job(BUNDLED, episodes=evaluation["episodes"], seed=evaluation["seed"], n_boot=50,
+                       out=tmp_path, data_dir=data_dir, progress=False)
+    assert summary["evaluation"]["full_episodes"] == evaluation["full_episodes"]
+    assert summary["evaluation"]["mean_tracking_error_m"] == pytest.approx(evaluation["mean_tracking_error_m"],
+                                                                           abs=1e-4)
+    for label in ("policy", "static optimisation"):
+        assert summary["controllers"][label]["r"] == pytest.approx(stated["emg_correlation"][label]["r"], abs=1e-3)
+
+
+def test_policy_metrics_sum_training_time_per_update(tmp_path):
+    from kinesis_neuro.pipeline import training_summary
+
+    log = tmp_path / "training_log.csv"
+    log.write_text("update,global_step,samples_per_s,wall_time_s\n1,4096,1024,10\n2,8192,2048,1000\n"
+                   "3,12288,4096,1001\n")
+    summary = training_summary(log, update=2)  # the pause between rows 1 and 2 does not count
+    assert summary == {"samples": 8192, "updates": 2, "wall_time_h": pytest.approx(6 / 3600),
+                       "median_samples_per_s": 1536.0}
