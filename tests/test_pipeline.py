@@ -45,6 +45,10 @@ def test_bundled_policy_reproduces_its_metrics(data_dir, tmp_path):
     stated = json.loads((BUNDLED / "metrics.json").read_text())
     evaluation = stated["evaluation"]
     assert evaluation["full_episodes"] >= 8 and evaluation["mean_tracking_error_m"] <= 0.06  # the target
+    card = (BUNDLED / "MODEL_CARD.md").read_text()  # the card states these numbers
+    assert f"{evaluation['full_episodes']} / {evaluation['episodes']}" in card
+    assert f"{evaluation['mean_tracking_error_m']:.3f} m" in card
+    assert f"{stated['emg_correlation']['policy']['median_r']:.3f}" in card
     summary = main_job(BUNDLED, episodes=evaluation["episodes"], seed=evaluation["seed"], n_boot=50,
                        out=tmp_path, data_dir=data_dir, progress=False)
     assert summary["evaluation"]["full_episodes"] == evaluation["full_episodes"]

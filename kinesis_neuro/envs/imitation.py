@@ -80,7 +80,9 @@ class MyoLegsImitationEnv(gym.Env):
         if self.n_start_phases < 1:
             raise KinesisNeuroError("the reference motion is shorter than an episode")
         self._bodies = self.reference.bodies
-        self._foot_sensors = [self.model.sensor(f"{s}_foot").id for s in ("r", "l")]
+        # touch sensors (right, left): hindfoot (calcaneus; the policy observes these) and toes
+        self._heel_sensors = [self.model.sensor(f"{s}_foot").id for s in ("r", "l")]
+        self._toe_sensors = [self.model.sensor(f"{s}_toes").id for s in ("r", "l")]
         self._length_range = self.model.actuator_lengthrange.copy()
         self._length_centre = self._length_range.mean(axis=1)
         self._l0 = (self._length_range[:, 1] - self._length_range[:, 0]) / (
@@ -193,6 +195,11 @@ class MyoLegsImitationEnv(gym.Env):
             self.recorder.append(self)
         return self._observation(), reward, terminated, truncated, self._info(distance, terms)
 
+    def foot_contact(self) -> np.ndarray:
+        """Whether each foot (right, left) touches the ground with its hindfoot or its toes."""
+        d = self.data
+        return (d.sensordata[self._heel_sensors] > 0) | (d.sensordata[self._toe_sensors] > 0)
+
     def _sense(self) -> None:
         """Positions and linear velocities (world frame, m and m/s) of the tracked bodies after a step."""
         self._xpos = self.data.xpos[self._bodies]
@@ -286,7 +293,7 @@ class MyoLegsImitationEnv(gym.Env):
             (heading @ xmat)[:, :, :2].ravel(),
             (self._velocity @ to_heading).ravel(),
             (d.cvel[self._bodies, :3] @ to_heading).ravel(),
-            (d.sensordata[self._foot_sensors] > 0).astype(float),
+            (d.sensordata[self._heel_sensors] > 0).astype(float),
             ((self.reference.xpos[self._ref_index()] - xpos) @ to_heading).ravel(),
             ((self.reference.xpos[ahead] - root) @ to_heading).ravel(),
         ]

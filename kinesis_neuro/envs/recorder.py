@@ -34,7 +34,7 @@ class EpisodeRecorder:
         r["velocity"].append(d.actuator_velocity.copy())
         r["angle"].append(d.qpos[self._qpos].copy())
         r["angular_velocity"].append(d.qvel[self._dof].copy())
-        r["contact"].append(d.sensordata[env._foot_sensors] > 0)
+        r["contact"].append(env.foot_contact())
         r["reference_angle"].append(env.reference.qpos[env._ref_index()][self._qpos])
         r["tracking_error"].append(env.last_tracking_error if tracking_error is None else tracking_error)
 
