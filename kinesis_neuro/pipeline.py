@@ -134,8 +134,10 @@ def write_policy_metrics(summary: dict, policy_dir, *, log: str = "training_log.
     ``summary`` is the :func:`main_job` result for that policy; the training numbers come from the
     folder's ``policy.json`` and training log.
     """
+    from kinesis_neuro.policies import CONFIG
+
     policy_dir = Path(policy_dir)
-    exported = json.loads((policy_dir / "policy.json").read_text())
+    exported = json.loads((policy_dir / CONFIG).read_text())
     if "policy" not in summary["controllers"]:
         raise ProcessingError(f"{policy_dir}: the policy was not compared with EMG ({summary['notes']}); "
                               "metrics need a policy that walks whole gait cycles")
