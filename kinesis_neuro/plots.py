@@ -48,10 +48,15 @@ def plot_cycles(cycles: xr.DataArray, path: str | Path, title: str | None = None
 
 
 def _save(fig, out_dir: Path, name: str) -> list[Path]:
+    """``name``.png and ``name``.svg; the SVG carries no date and fixed element ids, so that a rerun on
+    the same data writes the same files."""
+    import matplotlib
+
     paths = []
     for suffix in (".png", ".svg"):
         path = Path(out_dir) / f"{name}{suffix}"
-        fig.savefig(path, dpi=120)
+        with matplotlib.rc_context({"svg.hashsalt": name}):
+            fig.savefig(path, dpi=120, metadata={"Date": None} if suffix == ".svg" else None)
         paths.append(path)
     return paths
 

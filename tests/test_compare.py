@@ -111,3 +111,14 @@ def test_synergies_cli(periodic_recording, tmp_path, capsys):
     assert 1 <= result["human_rank"] <= 10 and 1 <= result["sim_rank"] <= 10
     assert len(result["matched_cosine"]) == min(result["human_rank"], result["sim_rank"])
     assert storage.load(out / "synergies_human.nc")["weights"].sizes["channel"] == 13
+
+
+def test_figures_are_the_same_files_when_redrawn(periodic_recording, tmp_path):
+    from kinesis_neuro import plots
+
+    ds = compare.compare(Recording.load(periodic_recording), compare.human_cycles("moco-walk"), n_boot=50,
+                         synergies=False)
+    first, second = plots.plot_comparison(ds, tmp_path / "a"), plots.plot_comparison(ds, tmp_path / "b")
+    assert any(p.suffix == ".svg" for p in first)
+    for a, b in zip(first, second):
+        assert a.name == b.name and a.read_bytes() == b.read_bytes()
