@@ -102,23 +102,6 @@ def muscle_table(summary: dict) -> pd.DataFrame:
     return table
 
 
-def training_summary(log_path, update: int | None = None) -> dict:
-    """Samples, updates and training time of a training log up to ``update`` (default: its last row).
-
-    ``wall_time_h`` sums the time of every PPO update (samples / samples-per-second), so pauses between
-    training sessions do not count.
-    """
-    log = pd.read_csv(log_path)
-    if update is not None:
-        log = log[log["update"] <= update]
-    if log.empty:
-        raise ProcessingError(f"{log_path}: no training log rows up to update {update}")
-    samples = log["global_step"].diff().fillna(log["global_step"].iloc[0])
-    return {"samples": int(log["global_step"].iloc[-1]), "updates": int(log["update"].iloc[-1]),
-            "wall_time_h": float((samples / log["samples_per_s"]).sum() / 3600),
-            "median_samples_per_s": float(log["samples_per_s"].median())}
-
-
 def _cpu_name() -> str:
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
@@ -128,13 +111,14 @@ def _cpu_name() -> str:
                 platform.machine())
 
 
-def write_policy_metrics(summary: dict, policy_dir, *, log: str = "training_log.csv") -> Path:
+def write_policy_metrics(summary: dict, policy_dir) -> Path:
     """Write ``metrics.json`` into ``policy_dir``: training, evaluation and EMG correlation of its policy.
 
     ``summary`` is the :func:`main_job` result for that policy; the training numbers come from the
     folder's ``policy.json`` and training log.
     """
     from kinesis_neuro.policies import CONFIG
+    from kinesis_neuro.train import LOG, training_summary
 
     policy_dir = Path(policy_dir)
     exported = json.loads((policy_dir / CONFIG).read_text())
@@ -142,7 +126,7 @@ def write_policy_metrics(summary: dict, policy_dir, *, log: str = "training_log.
         raise ProcessingError(f"{policy_dir}: the policy was not compared with EMG ({summary['notes']}); "
                               "metrics need a policy that walks whole gait cycles")
     metrics = {
-        "training": {**training_summary(policy_dir / log, exported["update"]), "seed": exported["seed"]},
+        "training": {**training_summary(policy_dir / LOG, exported["update"]), "seed": exported["seed"]},
         "evaluation": summary["evaluation"],
         "emg_correlation": {"emg": summary["emg"], "motion": summary["motion"],
                             **{label: {"median_r": c["median_r"], "r": c["r"], "undefined_r": c["undefined_r"]}

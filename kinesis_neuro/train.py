@@ -326,6 +326,25 @@ def _add_log_columns(path: Path, columns: list[str]) -> list[str]:
     return header + missing
 
 
+def training_summary(log_path, update: int | None = None) -> dict:
+    """Samples, updates and training time of a training log up to ``update`` (default: its last row).
+
+    ``wall_time_h`` sums the time of every PPO update (samples / samples-per-second), so pauses between
+    training sessions do not count.
+    """
+    import pandas as pd
+
+    log = pd.read_csv(log_path)
+    if update is not None:
+        log = log[log["update"] <= update]
+    if log.empty:
+        raise KinesisNeuroError(f"{log_path}: no training log rows up to update {update}")
+    samples = log["global_step"].diff().fillna(log["global_step"].iloc[0])
+    return {"samples": int(log["global_step"].iloc[-1]), "updates": int(log["update"].iloc[-1]),
+            "wall_time_h": float((samples / log["samples_per_s"]).sum() / 3600),
+            "median_samples_per_s": float(log["samples_per_s"].median())}
+
+
 class Trainer:
     """One PPO run writing into ``out`` (config, checkpoint, CSV log)."""
 

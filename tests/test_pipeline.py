@@ -60,7 +60,7 @@ def test_bundled_policy_reproduces_its_metrics(data_dir, tmp_path):
 
 
 def test_policy_metrics_sum_training_time_per_update(tmp_path):
-    from kinesis_neuro.pipeline import training_summary
+    from kinesis_neuro.train import training_summary
 
     log = tmp_path / "training_log.csv"
     log.write_text("update,global_step,samples_per_s,wall_time_s\n1,4096,1024,10\n2,8192,2048,1000\n"
