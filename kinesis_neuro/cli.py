@@ -3,11 +3,38 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import math
 import sys
 from pathlib import Path
 
 from kinesis_neuro import __version__
 from kinesis_neuro.errors import KinesisNeuroError
+
+
+def _number(kind, minimum: float, inclusive: bool):
+    """An argparse type: a number of ``kind`` (int/float), finite, at least (or above) ``minimum``."""
+    bound = f"{'at least' if inclusive else 'greater than'} {minimum:g}"
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'} "
+                                             f"{bound}, got {text!r}") from None
+        if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+POSITIVE_INT = _number(int, 1, inclusive=True)
+POSITIVE = _number(float, 0, inclusive=False)
+NON_NEGATIVE = _number(float, 0, inclusive=True)
+SEED = _number(int, 0, inclusive=True)
+SIDE = {"choices": ["right", "left"], "default": "right"}
 
 
 def _datasets(args) -> None:
@@ -46,6 +73,9 @@ def _emg_events(args) -> None:
 def _emg_process(args) -> None:
     from kinesis_neuro import emg, gait, plots, storage
 
+    storage.refuse_overwriting([args.out, args.plot], [args.source, args.events])
+    if args.plot and not args.events:
+        raise KinesisNeuroError("--plot draws gait cycles: give --events too")
     signal = emg.read(args.source, data_dir=args.data_dir, channels=args.channels)
     processed = emg.process(signal, args.preset)
     print(f"read {signal.sizes['time']} samples x {signal.sizes['channel']} channels at "
@@ -61,16 +91,21 @@ def _emg_process(args) -> None:
                                          split=_parse_split(args.split))
         print(f"{result.sizes['cycle']} {args.side} gait cycle(s) x {result.sizes['phase']} phase points; "
               f"heel strikes at {', '.join(f'{t:.3f}' for t in result.cycle_start.values)} s")
+    with storage.created_together(args.plot, args.out):
         if args.plot:
             print(f"figure: {plots.plot_cycles(result, args.plot)}")
-    if args.out:
-        print(f"saved: {storage.save(result, args.out)}")
+        if args.out:
+            print(f"saved: {storage.save(result, args.out)}")
 
 
 def _simulate(args) -> None:
-    from kinesis_neuro import compare, emg
+    from kinesis_neuro import compare, emg, storage
+    from kinesis_neuro.record import check_recording_path
     from kinesis_neuro.simulate import static_optimisation_recording
 
+    check_recording_path(args.out)
+    storage.refuse_overwriting([args.out], [args.motion, args.grf, args.emg])
+    signal = emg.read(args.emg, data_dir=args.data_dir) if args.emg else None  # a bad --emg fails before the work
     recording = static_optimisation_recording(args.motion, args.grf, exponent=args.exponent,
                                               reserves=args.reserves, periodic=args.periodic,
                                               data_dir=args.data_dir)
@@ -79,8 +114,7 @@ def _simulate(args) -> None:
     print(f"{recording.data.sizes['time']} frames, {attrs['wall_time_s']:.1f} s wall time, max leg-joint "
           f"residual {attrs['max_leg_residual_n_m']:.2e} N m, max root residual force "
           f"{float(abs(recording.data.root_residual_force).max()):.0f} N; saved {args.out}")
-    if args.emg:
-        signal = emg.read(args.emg, data_dir=args.data_dir)
+    if signal is not None:
         raw = compare.timeseries_correlation(recording.muscle_activation(), signal, side=args.side)
         lagged = compare.timeseries_correlation(recording.muscle_activation(),
                                                 compare.emg_through_activation_dynamics(signal), side=args.side)
@@ -92,11 +126,10 @@ def _simulate(args) -> None:
 
 
 def _motion_check(args) -> None:
-    import json
-
-    from kinesis_neuro import dynamics, emg, motion, motion_check
+    from kinesis_neuro import dynamics, emg, motion, motion_check, storage
     from kinesis_neuro import model as mdl
 
+    storage.refuse_overwriting([args.json], [args.motion, args.grf])
     model = mdl.load_model()
     walk = motion.from_opensim(args.motion, data_dir=args.data_dir)
     grf = dynamics.grf_from_opensim(args.grf, data_dir=args.data_dir)
@@ -109,7 +142,7 @@ def _motion_check(args) -> None:
               f"{', '.join(f'{t:.3f}' for t in r['heel_strikes_grf_s'])} s vs kinematics "
               f"{', '.join(f'{t:.3f}' for t in r['heel_strikes_kinematic_s'])} s")
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2))
+        storage.write_json(report, args.json)
 
 
 def _phase_grid(text: str) -> tuple[int, tuple[int, int] | None]:
@@ -122,9 +155,11 @@ def _phase_grid(text: str) -> tuple[int, tuple[int, int] | None]:
 
 
 def _compare(args) -> None:
-    from kinesis_neuro import compare, mapping
+    from kinesis_neuro import compare, mapping, storage
     from kinesis_neuro.record import Recording
 
+    inputs = [args.recording, args.emg, args.events, args.muscle_map]
+    storage.refuse_overwriting([args.out], inputs)
     recording = Recording.load(args.recording)
     n_points, split = _phase_grid(args.phase_points)
     table = mapping.load_mapping(args.muscle_map) if args.muscle_map else None
@@ -132,7 +167,7 @@ def _compare(args) -> None:
                                  events=args.events, activation_dynamics=args.activation_dynamics,
                                  data_dir=args.data_dir)
     ds = compare.compare(recording, human, side=args.side, mapping_table=table, n_boot=args.bootstrap, seed=args.seed)
-    result = compare.write_outputs(ds, args.out)
+    result = compare.write_outputs(ds, args.out, protect=inputs)
     print(compare.correlation_table(result).to_string(float_format=lambda v: f"{v:.3f}"))
     print(f"median r {result['median_r']:.3f}, Fisher-z mean r {result['mean_r_fisher']:.3f} over "
           f"{len(result['muscles'])} muscles; {result['cycles']['simulated']} simulated cycles vs "
@@ -146,19 +181,18 @@ def _compare(args) -> None:
 def _synergies(args) -> None:
     import json
 
-    from kinesis_neuro import compare
+    from kinesis_neuro import compare, storage
     from kinesis_neuro.record import Recording
-    from kinesis_neuro.storage import write_json
 
+    storage.refuse_overwriting([args.out], [args.emg, args.recording])
     n_points, split = _phase_grid(args.phase_points)
     human = compare.human_cycles(args.emg, side=args.side, n_points=n_points, split=split, data_dir=args.data_dir)
     recording = Recording.load(args.recording) if args.recording else None
     result, fitted = compare.synergy_analysis(human, recording, side=args.side, rank_rule=args.rank_rule)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, ds in fitted.items():
-        ds.to_netcdf(out / f"synergies_{name}.nc", engine="h5netcdf")
-    write_json(result, out / "synergies.json")
+    with storage.output_folder(args.out, protect=[args.emg, args.recording], last=("synergies.json",)) as out:
+        for name, ds in fitted.items():
+            storage.write_netcdf(ds, out / f"synergies_{name}.nc")
+        storage.write_json(result, out / "synergies.json")
     print(json.dumps(result, indent=2))
 
 
@@ -166,15 +200,18 @@ def _export(args) -> None:
     from kinesis_neuro import export, storage
     from kinesis_neuro.record import Recording
 
-    comparison = storage.load(args.comparison) if args.comparison else None
+    storage.refuse_overwriting([args.out, f"{args.out}.dictionary.txt"], [*args.recording, args.comparison])
+    comparison = export.load_comparison(args.comparison) if args.comparison else None
     ds = export.study_dataset([Recording.load(p) for p in args.recording], comparison, side=args.side)
     for path in export.write(ds, args.out, args.format):
         print(f"wrote {path}")
 
 
 def _ablate(args) -> None:
+    from kinesis_neuro import storage
     from kinesis_neuro.redundancy import ablation
 
+    storage.refuse_overwriting([args.out], [args.policy])
     kind = args.muscles if args.muscles else args.kind
     conditions = ablation.conditions(kind, factor=args.weaken)
     ds = ablation.sweep(args.policy, conditions, episodes=args.episodes, seed=args.seed,
@@ -187,14 +224,13 @@ def _ablate(args) -> None:
 def _nullspace(args) -> None:
     import json
 
+    from kinesis_neuro import storage
     from kinesis_neuro.record import Recording
     from kinesis_neuro.redundancy.nullspace import analyse, write_figures
-    from kinesis_neuro.storage import write_json
 
     if (args.recording is None) == (args.policy is None):
         raise KinesisNeuroError("give either --recording (e.g. static optimisation) or --policy")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    storage.refuse_overwriting([args.out], [args.recording, args.policy])
     closed_loop, perturbed = {}, None
     if args.policy:
         from kinesis_neuro import policies
@@ -205,16 +241,18 @@ def _nullspace(args) -> None:
         recording = rollout(policy, episodes=args.episodes, seed=args.seed)[1]
         perturbed = closed_loop_perturbation(policy, episodes=args.episodes, norm=args.norm, seed=args.seed,
                                              episode_seconds=args.perturbation_seconds)
-        perturbed.to_netcdf(out / "closed_loop_perturbation.nc", engine="h5netcdf")
         closed_loop = {"closed_loop_perturbation": perturbed.attrs}
     else:
         recording = Recording.load(args.recording)
     results, summary = analyse(recording, step=args.step, feasible_every=args.feasible_every, norm=args.norm,
                                seed=args.seed)
     summary.update(closed_loop)
-    results.to_netcdf(out / "nullspace.nc", engine="h5netcdf")
-    write_figures(results, out, perturbed)
-    write_json(summary, out / "summary.json")
+    with storage.output_folder(args.out, protect=[args.recording, args.policy]) as out:
+        if perturbed is not None:
+            storage.write_netcdf(perturbed, out / "closed_loop_perturbation.nc")
+        storage.write_netcdf(results, out / "nullspace.nc")
+        write_figures(results, out, perturbed)
+        storage.write_json(summary, out / "summary.json")
     print(json.dumps(summary, indent=2))
 
 
@@ -239,24 +277,30 @@ def _parse_weaken(items) -> dict[str, float]:
     for item in items or []:
         name, sep, factor = item.rpartition(":")
         try:
-            out[name] = float(factor)
-        except ValueError:
-            raise KinesisNeuroError(f"--weaken takes MUSCLE:FACTOR (e.g. soleus_r:0.5), got {item!r}") from None
+            out[name] = NON_NEGATIVE(factor)
+        except argparse.ArgumentTypeError:
+            raise KinesisNeuroError(f"--weaken takes MUSCLE:FACTOR with FACTOR >= 0 (e.g. soleus_r:0.5), "
+                                    f"got {item!r}") from None
         if not sep or not name:
             raise KinesisNeuroError(f"--weaken takes MUSCLE:FACTOR (e.g. soleus_r:0.5), got {item!r}")
     return out
 
 
 def _rollout(args) -> None:
-    from kinesis_neuro import policies
+    from kinesis_neuro import policies, storage
+    from kinesis_neuro.record import check_recording_path
     from kinesis_neuro.rollout import rollout
 
+    if args.out:
+        check_recording_path(args.out)
+        storage.refuse_overwriting([args.out], [args.policy, args.motion])
+    weaken = _parse_weaken(args.weaken)
     policy = policies.load(args.policy)
     overrides = {"motion": args.motion} if args.motion else {}
     if args.data_dir:
         overrides["data_dir"] = args.data_dir
     metrics, recording = rollout(policy, episodes=args.episodes, seed=args.seed, ablate=args.ablate or (),
-                                 weaken=_parse_weaken(args.weaken), deterministic=not args.stochastic, **overrides)
+                                 weaken=weaken, deterministic=not args.stochastic, **overrides)
     print(metrics.to_string(float_format=lambda v: f"{v:.3f}"))
     full = (~metrics.terminated_early).sum()
     print(f"{full}/{len(metrics)} episodes without early termination; mean tracking error "
@@ -267,8 +311,11 @@ def _rollout(args) -> None:
 
 
 def _pipeline(args) -> None:
+    from kinesis_neuro import storage
     from kinesis_neuro.compare import UNDEFINED_R_NOTE
     from kinesis_neuro.pipeline import main_job, muscle_table, write_policy_metrics
+
+    storage.refuse_overwriting([args.out], [args.policy, args.emg])
 
     summary = main_job(args.policy, emg=args.emg, episodes=args.episodes, seed=args.seed, n_boot=args.bootstrap,
                        out=args.out, data_dir=args.data_dir)
@@ -283,7 +330,8 @@ def _pipeline(args) -> None:
             print(f"note: {label}: {UNDEFINED_R_NOTE}: {', '.join(controller['undefined_r'])}")
     for label, note in summary["notes"].items():
         print(f"note: {label} not compared: {note}")
-    print(f"outputs in {args.out}: summary.json, figures/, recordings")
+    print(f"outputs in {args.out}: summary.json, policy_episodes.csv, recordings policy.nc and static-opt.nc, "
+          f"comparisons in {', '.join(c.replace(' ', '-') + '/' for c in summary['controllers'])}, figures/")
     if args.write_metrics:
         print(f"policy metrics written to {write_policy_metrics(summary, args.policy)}")
 
@@ -309,15 +357,15 @@ def build_parser() -> argparse.ArgumentParser:
     em_sub = em.add_subparsers(dest="emg_command", required=True)
     ev = em_sub.add_parser("events", help="gait events from GRF (.mot), C3D events or musclesyneRgies cycles")
     ev.add_argument("source", help="file path or dataset (e.g. moco-walk/grf_walk.mot)")
-    ev.add_argument("--threshold", type=float, help="vertical GRF threshold in N (default 20)")
+    ev.add_argument("--threshold", type=POSITIVE, help="vertical GRF threshold in N (default 20)")
     ev.set_defaults(func=_emg_events)
     pr = em_sub.add_parser("process", help="EMG -> envelope -> time-normalised cycles -> NetCDF/Zarr")
     pr.add_argument("source", help="file path or dataset (e.g. musclesynergies, moco-walk)")
     pr.add_argument("--preset", default="default", help="default | musclesynergies | processed")
     pr.add_argument("--channels", nargs="+", help="channels to keep")
     pr.add_argument("--events", help="where gait events come from (GRF .mot, .c3d, .RData, or a dataset file)")
-    pr.add_argument("--side", default="right")
-    pr.add_argument("--points", type=int, default=101, help="points per cycle (default 101; 100 as KINESIS)")
+    pr.add_argument("--side", **SIDE)
+    pr.add_argument("--points", type=POSITIVE_INT, default=101, help="points per cycle (default 101; 100 as KINESIS)")
     pr.add_argument("--split", help="stance,swing points (e.g. 100,100 as musclesyneRgies)")
     pr.add_argument("--out", help="output .nc or .zarr")
     pr.add_argument("--plot", help="figure of the mean cycles (.png/.pdf)")
@@ -327,12 +375,12 @@ def build_parser() -> argparse.ArgumentParser:
     si.add_argument("--controller", default="static-opt", choices=["static-opt"])
     si.add_argument("--motion", default="moco-walk", help="dataset or OpenSim coordinates file")
     si.add_argument("--grf", default="moco-walk/grf_walk.mot", help="OpenSim GRF .mot (dataset file or path)")
-    si.add_argument("--exponent", type=float, default=2.0, help="minimise sum a^exponent")
-    si.add_argument("--reserves", type=float, help="reserve torque actuators of this max torque (N m)")
-    si.add_argument("--periodic", type=int, metavar="STRIDES",
+    si.add_argument("--exponent", type=POSITIVE, default=2.0, help="minimise sum a^exponent")
+    si.add_argument("--reserves", type=POSITIVE, help="reserve torque actuators of this max torque (N m)")
+    si.add_argument("--periodic", type=POSITIVE_INT, metavar="STRIDES",
                     help="simulate this many strides of the periodic walk built from the trial (mirrored half cycle)")
     si.add_argument("--emg", help="EMG to correlate with (e.g. moco-walk)")
-    si.add_argument("--side", default="right")
+    si.add_argument("--side", **SIDE)
     si.add_argument("--out", required=True, help="recording .nc")
     si.set_defaults(func=_simulate)
 
@@ -366,17 +414,17 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--activation-dynamics", action="store_true",
                     help="pass the EMG envelope through the muscles' activation dynamics before comparing")
     cp.add_argument("--muscle-map", help="CSV overriding the EMG-channel to muscle mapping")
-    cp.add_argument("--side", default="right")
+    cp.add_argument("--side", **SIDE)
     cp.add_argument("--phase-points", default="101", help="N points per cycle, or STANCE,SWING (e.g. 100,100)")
-    cp.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs of r")
-    cp.add_argument("--seed", type=int, default=0)
+    cp.add_argument("--bootstrap", type=POSITIVE_INT, default=1000, help="bootstrap resamples for the CIs of r")
+    cp.add_argument("--seed", type=SEED, default=0)
     cp.add_argument("--out", required=True, help="output folder")
     cp.set_defaults(func=_compare)
 
     sy = sub.add_parser("synergies", help="muscle synergies (NMF) of human EMG, optionally vs a recording")
     sy.add_argument("--emg", required=True)
     sy.add_argument("--recording", help="recording .nc to compare synergies with")
-    sy.add_argument("--side", default="right")
+    sy.add_argument("--side", **SIDE)
     sy.add_argument("--phase-points", default="101")
     sy.add_argument("--rank-rule", default="r2_linearity", choices=["r2_linearity", "vaf"])
     sy.add_argument("--out", required=True)
@@ -385,7 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     xp = sub.add_parser("export", help="one self-describing study dataset (NetCDF/Zarr/CSV) + data dictionary")
     xp.add_argument("--recording", nargs="+", required=True, help="recording(s) .nc")
     xp.add_argument("--comparison", help="comparison.nc from kinesis-neuro compare")
-    xp.add_argument("--side", default="right")
+    xp.add_argument("--side", **SIDE)
     xp.add_argument("--format", default="netcdf", choices=["netcdf", "zarr", "csv"])
     xp.add_argument("--out", required=True)
     xp.set_defaults(func=_export)
@@ -394,10 +442,10 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument("--policy", required=True, help="policy folder")
     ab.add_argument("--kind", default="muscles", choices=["muscles", "groups"], help="every muscle or every group")
     ab.add_argument("--muscles", nargs="+", help="only these muscles or groups (e.g. tibant_r quadriceps_l)")
-    ab.add_argument("--weaken", type=float, help="weaken (max force x FACTOR) instead of silencing")
-    ab.add_argument("--episodes", type=int, default=3)
-    ab.add_argument("--episode-seconds", type=float, help="episode cap (default: the policy's)")
-    ab.add_argument("--seed", type=int, default=0)
+    ab.add_argument("--weaken", type=NON_NEGATIVE, help="weaken (max force x FACTOR) instead of silencing")
+    ab.add_argument("--episodes", type=POSITIVE_INT, default=3)
+    ab.add_argument("--episode-seconds", type=POSITIVE, help="episode cap (default: the policy's)")
+    ab.add_argument("--seed", type=SEED, default=0)
     ab.add_argument("--scheduler", help="address of an existing dask scheduler (default: a LocalCluster)")
     ab.add_argument("--out", required=True, help="output folder (partial results there make reruns resume)")
     ab.set_defaults(func=_ablate)
@@ -405,9 +453,9 @@ def build_parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("pipeline", help="main job: policy rollouts and static optimisation vs human EMG, figures")
     pl.add_argument("--policy", default="policies/myolegs-walk", help="policy folder")
     pl.add_argument("--emg", default="moco-walk", help="EMG dataset or file")
-    pl.add_argument("--episodes", type=int, default=10)
-    pl.add_argument("--seed", type=int, default=0)
-    pl.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the r CIs")
+    pl.add_argument("--episodes", type=POSITIVE_INT, default=10)
+    pl.add_argument("--seed", type=SEED, default=0)
+    pl.add_argument("--bootstrap", type=POSITIVE_INT, default=1000, help="bootstrap resamples for the r CIs")
     pl.add_argument("--out", default="out/main")
     pl.add_argument("--write-metrics", action="store_true",
                     help="also write the policy folder's metrics.json (for its model card)")
@@ -416,20 +464,20 @@ def build_parser() -> argparse.ArgumentParser:
     ns = sub.add_parser("nullspace", help="null-space analyses of a recording (rank, perturbations, effort, ranges)")
     ns.add_argument("--recording", help="recording .nc (simulate or rollout)")
     ns.add_argument("--policy", help="policy folder: record --episodes rollouts and perturb it in closed loop")
-    ns.add_argument("--episodes", type=int, default=5, help="with --policy: seeded episodes")
-    ns.add_argument("--seed", type=int, default=0)
-    ns.add_argument("--norm", type=float, default=0.05, help="perturbation norm (activation, Euclidean)")
-    ns.add_argument("--perturbation-seconds", type=float, default=2.0, help="with --policy: episode cap (s)")
-    ns.add_argument("--step", type=int, default=10, help="analyse every STEP-th frame")
-    ns.add_argument("--feasible-every", type=int, default=100, help="feasible ranges every N-th frame (slow LPs)")
+    ns.add_argument("--episodes", type=POSITIVE_INT, default=5, help="with --policy: seeded episodes")
+    ns.add_argument("--seed", type=SEED, default=0)
+    ns.add_argument("--norm", type=POSITIVE, default=0.05, help="perturbation norm (activation, Euclidean)")
+    ns.add_argument("--perturbation-seconds", type=POSITIVE, default=2.0, help="with --policy: episode cap (s)")
+    ns.add_argument("--step", type=POSITIVE_INT, default=10, help="analyse every STEP-th frame")
+    ns.add_argument("--feasible-every", type=POSITIVE_INT, default=100, help="feasible ranges every N-th frame (slow LPs)")
     ns.add_argument("--out", required=True)
     ns.set_defaults(func=_nullspace)
 
     ro = sub.add_parser("rollout", help="run a trained policy: evaluation metrics and a recording")
     ro.add_argument("--policy", required=True, help="policy folder (policy.safetensors + policy.json)")
     ro.add_argument("--motion", help="reference motion (default: the one the policy was trained on)")
-    ro.add_argument("--episodes", type=int, default=10)
-    ro.add_argument("--seed", type=int, default=0)
+    ro.add_argument("--episodes", type=POSITIVE_INT, default=10)
+    ro.add_argument("--seed", type=SEED, default=0)
     ro.add_argument("--stochastic", action="store_true", help="sample actions instead of the policy mean")
     ro.add_argument("--ablate", nargs="+", help="muscles or groups to silence (e.g. tibant_r quadriceps_l)")
     ro.add_argument("--weaken", nargs="+", help="MUSCLE:FACTOR pairs scaling max force (e.g. soleus_r:0.5)")
@@ -454,8 +502,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kinesis-neuro: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # unreadable paths, full disks: the user's to fix, not a bug
-        print(f"kinesis-neuro: error: {err.filename or ''}: {err.strerror or err}", file=sys.stderr)
+        reason = "no space left on device" if err.errno == errno.ENOSPC else err.strerror or str(err)
+        print(f"kinesis-neuro: error: {f'{err.filename}: ' if err.filename else ''}{reason}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("kinesis-neuro: interrupted; no partial output was left", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -9,11 +9,28 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from kinesis_neuro import __version__, gait
-from kinesis_neuro.errors import KinesisNeuroError
+from kinesis_neuro import __version__, gait, storage
+from kinesis_neuro.errors import DataFormatError, KinesisNeuroError
 from kinesis_neuro.record import Recording
 
 FORMATS = ("netcdf", "zarr", "csv")
+COMPARISON_VARIABLES = ("r", "r_ci_lower", "r_ci_upper", "best_lag", "rmse", "cosine", "onoff_agreement",
+                        "human_cycles")
+
+
+def load_comparison(path) -> xr.Dataset:
+    """A ``comparison.nc`` written by ``kinesis-neuro compare`` (``DataFormatError`` naming what is missing
+    or invalid for any other file)."""
+    ds = storage.load(path)
+    missing = [v for v in COMPARISON_VARIABLES if not isinstance(ds, xr.Dataset) or v not in ds]
+    if missing:
+        raise DataFormatError(f"{path}: not a kinesis-neuro comparison (comparison.nc of `kinesis-neuro compare`): "
+                              f"lacks variables {missing}")
+    for name in ("r", "r_ci_lower", "r_ci_upper", "cosine"):
+        values = ds[name].values.astype(float)
+        if np.any(np.abs(values[np.isfinite(values)]) > 1 + 1e-9) or np.any(np.isinf(values)):
+            raise DataFormatError(f"{path}: variable {name!r} must lie in -1..1 (NaN where undefined)")
+    return ds
 
 
 def _source_name(recording: Recording, index: int) -> str:
@@ -95,13 +112,12 @@ def write(ds: xr.Dataset, path: str | Path, fmt: str = "netcdf") -> list[Path]:
     if fmt not in FORMATS:
         raise KinesisNeuroError(f"unknown export format {fmt!r}; choose one of {FORMATS}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "netcdf":
-        ds.to_netcdf(path, engine="h5netcdf")
+        storage.write_netcdf(ds, path)
     elif fmt == "zarr":
-        ds.to_zarr(path, mode="w", zarr_format=2, consolidated=True)
+        storage.write_zarr(ds, path)
     else:
-        ds["activation"].to_dataframe().dropna().to_csv(path)
+        storage.write_csv(ds["activation"].to_dataframe().dropna(), path)
     dictionary = path.with_name(path.name + ".dictionary.txt")
-    dictionary.write_text(data_dictionary(ds))
+    storage.write_text(data_dictionary(ds), dictionary)
     return [path, dictionary]

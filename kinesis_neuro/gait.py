@@ -20,6 +20,13 @@ EVENT_COLUMNS = ["time", "event", "side"]
 SIDES = {"r": "right", "l": "left", "right": "right", "left": "left"}
 
 
+def check_side(side) -> str:
+    """``'right'`` or ``'left'`` from any spelling in :data:`SIDES` (``ProcessingError`` otherwise)."""
+    if str(side).lower() not in SIDES:
+        raise ProcessingError(f"side must be 'right' or 'left', got {side!r}")
+    return SIDES[str(side).lower()]
+
+
 def _events(times, kinds, side) -> pd.DataFrame:
     table = pd.DataFrame({"time": np.asarray(times, float), "event": list(kinds), "side": side})
     return table.sort_values("time", kind="stable").reset_index(drop=True)

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from kinesis_neuro.storage import savefig
+
 
 def plot_cycles(cycles: xr.DataArray, path: str | Path, title: str | None = None) -> Path:
     """Mean +- SD over cycles per channel against gait phase (%), one panel per channel; saved to ``path``."""
@@ -40,11 +42,9 @@ def plot_cycles(cycles: xr.DataArray, path: str | Path, title: str | None = None
     fig.suptitle(title or f"{name}: mean ± SD of {cycles.sizes['cycle']} cycle(s) (dotted: toe-off)",
                  fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    savefig(fig, path, dpi=120)
     plt.close(fig)
-    return path
+    return Path(path)
 
 
 def _save(fig, out_dir: Path, name: str) -> list[Path]:
@@ -56,7 +56,7 @@ def _save(fig, out_dir: Path, name: str) -> list[Path]:
     for suffix in (".png", ".svg"):
         path = Path(out_dir) / f"{name}{suffix}"
         with matplotlib.rc_context({"svg.hashsalt": name}):
-            fig.savefig(path, dpi=120, metadata={"Date": None} if suffix == ".svg" else None)
+            savefig(fig, path, dpi=120, metadata={"Date": None} if suffix == ".svg" else None)
         paths.append(path)
     return paths
 

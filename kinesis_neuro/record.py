@@ -44,7 +44,7 @@ import pandas as pd
 import xarray as xr
 
 from kinesis_neuro import gait
-from kinesis_neuro.errors import DataFormatError, ProcessingError
+from kinesis_neuro.errors import DataFormatError
 
 FORMAT = "kinesis-neuro recording"
 FORMAT_VERSION = 1
@@ -120,6 +120,41 @@ def _attr_value(key: str, value):
                           f"store it as JSON text")
 
 
+def check_recording_path(path: str | os.PathLike) -> Path:
+    """``path`` if it can name a recording file (NetCDF, ``.nc``); ``DataFormatError`` otherwise."""
+    path = Path(path)
+    if path.suffix != ".nc":
+        raise DataFormatError(f"{path}: a recording is saved as NetCDF; give a path ending in .nc")
+    if path.is_dir():
+        raise DataFormatError(f"{path}: is a folder; give a file name ending in .nc")
+    return path
+
+
+def _check_values(data: xr.Dataset, where: str) -> None:
+    """Refuse samples no simulation produces: a time axis that is not finite and increasing, infinite values,
+    NaN or values outside 0-1 in activations/excitations (other variables may hold NaN gaps), event times
+    that are NaN or outside the recording."""
+    time = np.asarray(data["time"].values, dtype=float)
+    if time.size < 2 or not np.all(np.isfinite(time)) or np.any(np.diff(time) <= 0):
+        raise DataFormatError(f"{where}: variable 'time' must hold at least 2 finite, strictly increasing values")
+    for name in [v for v in VARIABLES if v in data]:
+        values = np.asarray(data[name].values, dtype=float)
+        bad = ~np.isfinite(values) if name in ("excitation", "activation") else np.isinf(values)
+        if bad.any():
+            row, col = np.argwhere(bad)[0]
+            raise DataFormatError(f"{where}: variable {name!r} holds {int(bad.sum())} NaN/infinite values (first at "
+                                  f"t={time[row]:g} s, {data[name].dims[1]} {data[name][data[name].dims[1]].values[col]})")
+        if name in ("excitation", "activation") and values.size and (values.min() < 0 or values.max() > 1):
+            raise DataFormatError(f"{where}: variable {name!r} must lie in 0-1, holds {values.min():g} to "
+                                  f"{values.max():g}")
+    for kind in EVENT_KINDS:
+        times = np.asarray(data[f"{kind}_time"].values, dtype=float)
+        if times.size and (not np.all(np.isfinite(times)) or times.min() < time[0] - 1e-9
+                           or times.max() > time[-1] + 1e-9):
+            raise DataFormatError(f"{where}: variable '{kind}_time' must hold finite times within the recording "
+                                  f"({time[0]:g}-{time[-1]:g} s)")
+
+
 class Recording:
     """One simulated movement: muscle, joint, contact and residual time series plus gait events.
 
@@ -155,6 +190,7 @@ class Recording:
         if "contact" in data and not np.issubdtype(data["contact"].dtype, np.integer):
             raise DataFormatError(f"{where}: contact must be stored as int8 0/1 (NetCDF has no bool), "
                                   f"got {data['contact'].dtype}")
+        _check_values(data, where)
         self.data = data
         self.source = source or f"recording ({data.attrs['motion']}, {data.attrs['controller']})"
 
@@ -276,18 +312,18 @@ class Recording:
         return cls(xr.Dataset(variables, coords=coords, attrs=attrs))
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the recording as NetCDF-4 (h5netcdf); returns the path."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.data.to_netcdf(path, engine="h5netcdf", invalid_netcdf=False)
-        return path
+        """Write the recording as NetCDF-4 (h5netcdf) to a ``.nc`` path, atomically; returns the path."""
+        from kinesis_neuro.storage import write_netcdf
+
+        return write_netcdf(self.data, check_recording_path(path))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Recording:
         """Read a recording written by :meth:`save` (``DataFormatError`` for anything else)."""
         path = Path(path)
         if not path.is_file():
-            raise DataFormatError(f"{path}: no such file")
+            raise DataFormatError(f"{path}: no such file" + (" (it exists, but is not a regular file)"
+                                                             if path.exists() else ""))
         try:
             data = xr.load_dataset(path, engine="h5netcdf", decode_timedelta=False)
         except Exception as err:
@@ -298,9 +334,7 @@ class Recording:
         """Activation (``time x muscle``, units 1) of all muscles or of one ``side`` (``right``/``left``)."""
         da = self.data["activation"]
         if side is not None:
-            if gait.SIDES.get(str(side).lower()) not in SIDES:
-                raise ProcessingError(f"side must be 'right' or 'left', got {side!r}")
-            side = gait.SIDES[str(side).lower()]
+            side = gait.check_side(side)
             da = da.isel(muscle=np.flatnonzero(da["muscle_side"].values == side))
         da = da.copy()
         da.attrs.update({k: self.data.attrs[k] for k in ("model", "motion", "controller", "seed", "sampling_rate")},

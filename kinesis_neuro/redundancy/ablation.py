@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from kinesis_neuro import storage
 from kinesis_neuro.errors import KinesisNeuroError
 
 INTACT = "intact"
@@ -147,13 +148,10 @@ def _filename(name: str) -> str:
 
 def _save_partial(path: Path, key: dict, condition: Condition, result: dict) -> None:
     """Write atomically: a reader sees the whole file or none."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"key": key, "condition": {"name": condition.name, "ablate": list(condition.ablate),
                                          "weaken": condition.weaken},
                "result": {**result, "activation": np.asarray(result["activation"]).tolist()}}
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(payload))
-    os.replace(tmp, path)
+    storage.write_text(json.dumps(payload), path)
 
 
 def _load_partial(path: Path, key: dict, condition: Condition) -> dict | None:
@@ -295,19 +293,17 @@ def summary(ds: xr.Dataset) -> pd.DataFrame:
 
 def write_outputs(ds: xr.Dataset, out) -> None:
     """``ablation.nc``, ``summary.csv``, ``metric_per_condition.png`` and ``compensation_heatmap.png``."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    ds.to_netcdf(out / "ablation.nc")
-    summary(ds).to_csv(out / "summary.csv", index=False)
-    write_figures(ds, out)
+    with storage.output_folder(out, last=("summary.csv",)) as staging:
+        storage.write_netcdf(ds, staging / "ablation.nc")
+        storage.write_csv(summary(ds), staging / "summary.csv", index=False)
+        write_figures(ds, staging)
 
 
 def write_figures(ds: xr.Dataset, out) -> None:
     """``metric_per_condition.png`` (mean ± 1.96 SEM per condition) and ``compensation_heatmap.png`` in ``out``."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    _plot_metrics(ds, summary(ds)).savefig(out / "metric_per_condition.png", dpi=100)
-    _plot_compensation(ds).savefig(out / "compensation_heatmap.png", dpi=100)
+    storage.savefig(_plot_metrics(ds, summary(ds)), out / "metric_per_condition.png", dpi=100)
+    storage.savefig(_plot_compensation(ds), out / "compensation_heatmap.png", dpi=100)
 
 
 def _plot_metrics(ds: xr.Dataset, table: pd.DataFrame):

@@ -417,13 +417,13 @@ def write_figures(results: xr.Dataset, out, closed_loop: xr.Dataset | None = Non
 
     from matplotlib.figure import Figure
 
+    from kinesis_neuro.storage import savefig
+
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     paths = []
 
     def save(fig, name):
-        paths.append(out / f"{name}.png")
-        fig.savefig(paths[-1], dpi=110)
+        paths.append(savefig(fig, out / f"{name}.png", dpi=110))
 
     panels = 2 if "delta_v" in results else 1
     fig = Figure(figsize=(5.0 * panels, 3.0), layout="constrained")
