@@ -264,7 +264,7 @@ def _train(args) -> None:
         env["data_dir"] = args.data_dir
     config = PPOConfig(total_steps=args.steps, workers=args.workers, seed=args.seed, env=env,
                        checkpoint_every=args.checkpoint_every, mirror_coef=args.mirror_coef)
-    trainer = Trainer(config, args.out, resume=args.resume)
+    trainer = Trainer(config, args.out, resume=args.resume, overwrite=args.overwrite)
     try:
         trainer.run(progress=not args.no_progress)
     finally:
@@ -342,8 +342,15 @@ def _export_policy(args) -> None:
     print(f"policy written to {policies.export(args.run, args.out)}")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (``kinesis-neuro CMD: error: ...``), exit code 2, like every other user error."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kinesis-neuro", description=__doc__)
+    parser = _Parser(prog="kinesis-neuro", description=__doc__)
     parser.add_argument("--version", action="version", version=f"kinesis-neuro {__version__}")
     parser.add_argument("--data-dir", help="local folder holding the datasets (default: $KINESIS_NEURO_DATA)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -394,15 +401,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("train", help="train a muscle policy to imitate a walking trial (PPO)")
     tr.add_argument("--motion", default="moco-walk", help="dataset or OpenSim coordinates file")
-    tr.add_argument("--steps", type=int, default=1_000_000, help="total control steps (all workers)")
-    tr.add_argument("--workers", type=int, default=2, help="rollout worker processes")
+    tr.add_argument("--steps", type=POSITIVE_INT, default=1_000_000, help="total control steps (all workers)")
+    tr.add_argument("--workers", type=POSITIVE_INT, default=2, help="rollout worker processes")
     tr.add_argument("--control-mode", default="target-length", choices=["direct", "target-length"])
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--checkpoint-every", type=int, default=10, help="updates between checkpoints")
-    tr.add_argument("--mirror-coef", type=float, default=0.0,
+    tr.add_argument("--seed", type=SEED, default=0)
+    tr.add_argument("--checkpoint-every", type=POSITIVE_INT, default=10, help="updates between checkpoints")
+    tr.add_argument("--mirror-coef", type=NON_NEGATIVE, default=0.0,
                     help="weight of the left-right symmetry loss on the policy (0: off)")
     tr.add_argument("--out", required=True, help="run folder (config, checkpoint, training log)")
     tr.add_argument("--resume", action="store_true", help="continue exactly from the run's checkpoint")
+    tr.add_argument("--overwrite", action="store_true",
+                    help="replace the run already in --out (its checkpoint and log go once the new run has started)")
     tr.add_argument("--no-progress", action="store_true")
     tr.set_defaults(func=_train)
 

@@ -11,6 +11,7 @@ never a crash inside the HDF5 library. Outputs that would overwrite an input are
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
@@ -27,7 +28,22 @@ PARTIAL = ".partial-"  # marks temporary names: ``.<stem>.partial-<pid><suffix>`
 
 
 def _partial_name(path: Path) -> Path:
+    """The temporary name of ``path`` for this process; leftovers of killed processes for it are removed."""
+    for old in path.parent.glob(f".{glob.escape(path.stem)}{PARTIAL}*{glob.escape(path.suffix)}"):
+        pid = old.name[len(path.stem) + 1 + len(PARTIAL):len(old.name) - len(path.suffix)]
+        if pid.isdigit() and not _running(int(pid)):
+            _remove(old)
     return path.with_name(f".{path.stem}{PARTIAL}{os.getpid()}{path.suffix}")
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _remove(path: Path) -> None:
@@ -137,7 +153,7 @@ def output_folder(path: str | os.PathLike, *, protect: Iterable[str | os.PathLik
     if path.exists() and not path.is_dir():
         raise KinesisNeuroError(f"{path}: exists and is not a folder; --out takes an output folder")
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}{PARTIAL}{os.getpid()}")
+    staging = _partial_name(path)
     _remove(staging)
     staging.mkdir()
     try:

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from kinesis_neuro import emg, gait, storage
-from kinesis_neuro.errors import DataFormatError
+from kinesis_neuro.errors import DataFormatError, KinesisNeuroError
 
 
 @pytest.fixture(scope="module")
@@ -47,3 +47,63 @@ def test_bad_paths(tmp_path):
     (tmp_path / "bad.nc").write_bytes(b"garbage")
     with pytest.raises(DataFormatError, match="bad.nc"):
         storage.load(tmp_path / "bad.nc")
+
+
+def test_failed_write_keeps_the_old_file_and_leaves_no_partial(tmp_path):
+    target = storage.write_text("old", tmp_path / "a.json")
+    with pytest.raises(RuntimeError):
+        with storage.atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("disk gone")
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]
+
+
+@pytest.mark.parametrize("suffix", [".nc", ".zarr"])
+def test_save_replaces_an_existing_output_whole(cycles, tmp_path, suffix):
+    path = storage.save(cycles, tmp_path / f"c{suffix}")
+    storage.save(cycles.isel(cycle=[0]), path)
+    assert storage.load(path).sizes["cycle"] == 1 and sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+def test_output_folder_appears_whole_or_not_at_all(tmp_path):
+    with pytest.raises(RuntimeError):
+        with storage.output_folder(tmp_path / "out") as staging:
+            storage.write_text("{}", staging / "summary.json")
+            raise RuntimeError("figure failed")
+    assert list(tmp_path.iterdir()) == []
+    with storage.output_folder(tmp_path / "out") as staging:
+        storage.write_text("{}", staging / "sub" / "summary.json")
+        storage.write_text("1", staging / "table.csv")
+    assert (tmp_path / "out" / "sub" / "summary.json").exists() and not list(tmp_path.glob(".*"))
+
+
+def test_output_folder_merges_into_an_existing_one_and_protects_inputs(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    keep, recording = out / "notes.txt", out / "rec.nc"
+    keep.write_text("mine")
+    recording.write_text("input")
+    with storage.output_folder(out) as staging:
+        storage.write_text("new", staging / "table.csv")
+    assert keep.read_text() == "mine" and (out / "table.csv").read_text() == "new"
+    with pytest.raises(KinesisNeuroError, match="would overwrite an input"):
+        with storage.output_folder(out, protect=[recording]) as staging:
+            storage.write_text("overwritten", staging / "rec.nc")
+    assert recording.read_text() == "input" and not list(tmp_path.glob(".*"))
+
+
+def test_refuse_overwriting_inputs_and_files_of_input_folders(tmp_path):
+    policy = tmp_path / "policy"
+    policy.mkdir()
+    (policy / "policy.safetensors").write_bytes(b"w")
+    for output in (policy / "policy.safetensors", policy, tmp_path / "x" / ".." / "policy"):
+        with pytest.raises(KinesisNeuroError, match="would overwrite an input"):
+            storage.refuse_overwriting([output], [policy])
+    storage.refuse_overwriting([policy / "new.nc", None], [policy, None])
+
+
+def test_leftovers_of_killed_writers_are_cleared(tmp_path):
+    stale = tmp_path / ".a.partial-999999999.nc"  # no such process
+    stale.write_text("half")
+    storage.write_text("whole", tmp_path / "a.nc")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.nc"]
