@@ -8,7 +8,7 @@ import xarray as xr
 
 from kinesis_neuro import activation as act_dynamics
 from kinesis_neuro import emg, gait, mapping
-from kinesis_neuro.errors import ProcessingError
+from kinesis_neuro.errors import ProcessingError, require_positive
 from kinesis_neuro.record import Recording
 
 UNDEFINED_R_NOTE = ("no r (the simulated mean cycle has no variance: the controller never activates the muscle); "
@@ -53,13 +53,6 @@ def timeseries_correlation(activation: xr.DataArray, signal: xr.DataArray, *, si
 
 # -- gait-cycle comparison (kinesis-neuro compare) ----------------------------------------------
 
-def _check_side(side: str) -> str:
-    side = gait.SIDES.get(str(side).lower())
-    if side not in ("right", "left"):
-        raise ProcessingError(f"side must be 'right' or 'left', got {side!r}")
-    return side
-
-
 STRIDE_TOLERANCE = 0.25  # a rollout's gait cycle may differ this much (fraction) from the imitated stride
 
 
@@ -78,7 +71,7 @@ def simulated_cycles(recording: Recording, channels, *, side: str = "right", n_p
     """Simulated activations mapped onto EMG ``channels`` and cut into cycles at the recording's
     own heel strikes (from simulated foot contacts or the GRF); cycles spanning two episodes are dropped, and
     so are cycles of a rollout that last more than ``STRIDE_TOLERANCE`` off the imitated stride."""
-    side = _check_side(side)
+    side = gait.check_side(side)
     events = recording.events()
     strikes = events[(events.side == side) & (events.event == "heel_strike")]
     if len(strikes) < 2:
@@ -111,28 +104,25 @@ def human_cycles(source, *, side: str = "right", n_points: int = 101, split=None
     card lists processing already applied, ``musclesynergies`` for musclesyneRgies raw data;
     files: ``default``) and cut at the heel strikes of ``events`` (default: the dataset's GRF or
     cycle timings); ``activation_dynamics`` passes the envelope through the muscles' activation
-    dynamics first (the lag between EMG and activation). Already time-normalised data need the
+    dynamics first (the lag between EMG and activation). Already time-normalised data (musclesyneRgies
+    SYNS or FILT_EMG, recognised by the R object inside, whatever the file's name) need the
     stance/swing grid ``split=(100, 100)``.
     """
     from kinesis_neuro import datasets
     from kinesis_neuro.emg.presets import musclesynergies_cycles, process
-    from kinesis_neuro.io.rdata import read_syns
 
-    side = _check_side(side)
+    side = gait.check_side(side)
     text = str(source)
     name, _, filename = text.partition("/")
     card = datasets.get(name) if datasets.is_dataset_spec(text) else None
     entry = card.file(filename or None) if card else None
-    if entry is not None and entry.meta["kind"] in ("synergies", "emg-cycles") or text.endswith(("SYNS.RData",
-                                                                                                    "FILT_EMG.RData")):
+    signal = emg.read(source, data_dir=data_dir)
+    if "time" not in signal.dims:  # (subject or cycle, phase, channel)
         if tuple(split or ()) != (100, 100):
             raise ProcessingError(f"{text}: holds cycles already normalised to 100 stance + 100 swing points; "
                                   "compare on that grid (--phase-points 100,100)")
-        path = datasets.fetch(name, entry.name, data_dir=data_dir) if entry else text
-        cycles = read_syns(path)["V"] if (entry and entry.meta["kind"] == "synergies") or text.endswith("SYNS.RData") \
-            else emg.read(path)
+        cycles = signal
     else:
-        signal = emg.read(source, data_dir=data_dir)
         if signal.attrs.get("side") in ("right", "left") and signal.attrs["side"] != side:
             raise ProcessingError(f"{text}: EMG of the {signal.attrs['side']} leg, but the comparison is for the "
                                   f"{side} leg (--side)")
@@ -170,6 +160,7 @@ def compare(recording: Recording, human: xr.DataArray, *, side: str = "right", m
     """
     from kinesis_neuro import metrics
 
+    require_positive(n_boot=n_boot)
     channels = [str(c) for c in human.channel.values]
     sim = simulated_cycles(recording, channels, side=side, **_phase_grid(human), mapping_table=mapping_table)
     sim = sim.assign_coords(phase=human.phase.values)
@@ -312,19 +303,18 @@ def summary(ds: xr.Dataset) -> dict:
     return out
 
 
-def write_outputs(ds: xr.Dataset, out_dir) -> dict:
-    """``summary.json``, ``correlation.csv``, ``comparison.nc`` and the figures in ``out_dir``; returns the summary."""
-    from pathlib import Path
-
+def write_outputs(ds: xr.Dataset, out_dir, protect=()) -> dict:
+    """``summary.json``, ``correlation.csv``, ``comparison.nc`` and the figures in ``out_dir``, which shows them
+    only once all are written (``summary.json`` last); ``protect``: input files never to overwrite. Returns
+    the summary."""
     from kinesis_neuro import plots, storage
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     result = summary(ds)
-    storage.write_json(result, out / "summary.json")
-    correlation_table(result).to_csv(out / "correlation.csv")
-    storage.save(ds, out / "comparison.nc")
-    plots.plot_comparison(ds, out)
+    with storage.output_folder(out_dir, protect=protect) as out:
+        storage.save(ds, out / "comparison.nc")
+        storage.write_csv(correlation_table(result), out / "correlation.csv")
+        plots.plot_comparison(ds, out)
+        storage.write_json(result, out / "summary.json")
     return result
 
 

@@ -30,3 +30,10 @@ class ChecksumError(DatasetError):
 
 class ProcessingError(KinesisNeuroError, ValueError):
     """A processing step cannot be applied with the given parameters (e.g. cut-off above Nyquist)."""
+
+
+def require_positive(**values) -> None:
+    """``ProcessingError`` naming the first of ``values`` (name=number; ``None`` skipped) that is not > 0."""
+    for name, value in values.items():
+        if value is not None and not float(value) > 0:  # NaN fails too
+            raise ProcessingError(f"{name} must be greater than 0, got {value}")

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from kinesis_neuro.errors import ProcessingError
-from kinesis_neuro.storage import write_json
+from kinesis_neuro import storage
+from kinesis_neuro.errors import ProcessingError, require_positive
 
 CONTROLLERS = ("policy", "static optimisation")
 METRICS = "metrics.json"
@@ -24,13 +24,14 @@ METRICS = "metrics.json"
 
 def main_job(policy_dir, *, emg: str = "moco-walk", grf: str = "moco-walk/grf_walk.mot", episodes: int = 10,
              seed: int = 0, periodic: int = 4, n_boot: int = 1000, out="out/main", data_dir=None,
-             progress: bool = True) -> dict:
+             progress: bool = True, start_noise: float = 0.0, noise_seed: int = 0) -> dict:
     """Run the whole comparison for the policy in ``policy_dir``; returns the ``summary.json`` content.
 
     ``emg``: dataset or EMG file; ``grf``: ground reaction forces of the walk the policy imitates (for
     static optimisation); ``periodic``: strides of the static-optimisation walk; ``n_boot``: bootstrap
     resamples of the r confidence intervals. A controller without a complete gait cycle (a policy that
-    does not walk yet) is reported in ``notes`` instead of compared.
+    does not walk yet) is reported in ``notes`` instead of compared. ``start_noise``, ``noise_seed``: perturb
+    the rollouts' start states (see :func:`kinesis_neuro.rollout.rollout`).
     """
     from tqdm.auto import tqdm
 
@@ -39,58 +40,59 @@ def main_job(policy_dir, *, emg: str = "moco-walk", grf: str = "moco-walk/grf_wa
     from kinesis_neuro.simulate import static_optimisation_recording
 
     out = Path(out)
+    require_positive(episodes=episodes, periodic=periodic, n_boot=n_boot)
     policy = policies.load(policy_dir)
     motion = policy.env_config.get("motion", "moco-walk")
     needed = {str(spec).split("/")[0] for spec in (motion, grf, emg) if datasets.is_dataset_spec(spec)}
     for name in sorted(needed):  # fail before any work when a dataset is missing
         datasets.fetch_all(name, data_dir=data_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    bar = tqdm(total=5, desc="main job", unit="stage", disable=not progress)
+    human = compare.human_cycles(emg, data_dir=data_dir)  # a bad EMG source fails before the rollouts
+    bar = tqdm(total=4, desc="main job", unit="stage", disable=not progress)
     try:
-        bar.set_postfix_str("policy rollouts")
-        overrides = {"data_dir": str(data_dir)} if data_dir else {}
-        evaluation, recording = rollout(policy, episodes=episodes, seed=seed, progress=False, **overrides)
-        recording.save(out / "policy.nc")
-        evaluation.to_csv(out / "policy_episodes.csv")
-        bar.update()
-        bar.set_postfix_str("static optimisation")
-        baseline = static_optimisation_recording(motion, grf, periodic=periodic, data_dir=data_dir, progress=False)
-        baseline.save(out / "static-opt.nc")
-        bar.update()
-        bar.set_postfix_str("human EMG")
-        human = compare.human_cycles(emg, data_dir=data_dir)
-        bar.update()
-        bar.set_postfix_str("comparisons")
-        comparisons, results, notes = {}, {}, {}
-        for label, rec in zip(CONTROLLERS, (recording, baseline)):
-            try:
-                comparisons[label] = compare.compare(rec, human, n_boot=n_boot, seed=seed)
-            except ProcessingError as err:
-                notes[label] = str(err)
-                continue
-            results[label] = compare.write_outputs(comparisons[label], out / label.replace(" ", "-"))
-        if not comparisons:
-            raise ProcessingError(f"no controller could be compared with {emg}: {notes}")
-        bar.update()
-        bar.set_postfix_str("figures")
-        plots.plot_controllers(comparisons, out / "figures")
-        bar.update()
+        with storage.output_folder(out, protect=[policy_dir]) as staging:
+            bar.set_postfix_str("policy rollouts")
+            overrides = {"data_dir": str(data_dir)} if data_dir else {}
+            evaluation, recording = rollout(policy, episodes=episodes, seed=seed, progress=False,
+                                            start_noise=start_noise, noise_seed=noise_seed, **overrides)
+            recording.save(staging / "policy.nc")
+            storage.write_csv(evaluation, staging / "policy_episodes.csv")
+            bar.update()
+            bar.set_postfix_str("static optimisation")
+            baseline = static_optimisation_recording(motion, grf, periodic=periodic, data_dir=data_dir,
+                                                     progress=False)
+            baseline.save(staging / "static-opt.nc")
+            bar.update()
+            bar.set_postfix_str("comparisons")
+            comparisons, results, notes = {}, {}, {}
+            for label, rec in zip(CONTROLLERS, (recording, baseline)):
+                try:
+                    comparisons[label] = compare.compare(rec, human, n_boot=n_boot, seed=seed)
+                except ProcessingError as err:
+                    notes[label] = str(err)
+                    continue
+                results[label] = compare.write_outputs(comparisons[label], staging / label.replace(" ", "-"))
+            if not comparisons:
+                raise ProcessingError(f"no controller could be compared with {emg}: {notes}")
+            bar.update()
+            bar.set_postfix_str("figures")
+            plots.plot_controllers(comparisons, staging / "figures")
+            bar.update()
+            summary = {
+                "policy": str(policy.source), "emg": str(emg), "motion": str(motion),
+                "evaluation": {"episodes": len(evaluation), "seed": seed,
+                               "full_episodes": int((~evaluation.terminated_early).sum()),
+                               "mean_duration_s": float(evaluation.duration_s.mean()),
+                               "mean_tracking_error_m": float(evaluation.tracking_error_m.mean())},
+                "controllers": {label: {"median_r": r["median_r"], "mean_r_fisher": r["mean_r_fisher"],
+                                        "undefined_r": r["undefined_r"], "cycles": r["cycles"],
+                                        "r": {ch: m["r"] for ch, m in r["muscles"].items()},
+                                        "best_lag_pct": {ch: m["best_lag_pct"] for ch, m in r["muscles"].items()}}
+                                for label, r in results.items()},
+                "notes": notes,
+            }
+            storage.write_json(summary, staging / "summary.json")
     finally:
         bar.close()
-    summary = {
-        "policy": str(policy.source), "emg": str(emg), "motion": str(motion),
-        "evaluation": {"episodes": len(evaluation), "seed": seed,
-                       "full_episodes": int((~evaluation.terminated_early).sum()),
-                       "mean_duration_s": float(evaluation.duration_s.mean()),
-                       "mean_tracking_error_m": float(evaluation.tracking_error_m.mean())},
-        "controllers": {label: {"median_r": r["median_r"], "mean_r_fisher": r["mean_r_fisher"],
-                                "undefined_r": r["undefined_r"],
-                                "cycles": r["cycles"], "r": {ch: m["r"] for ch, m in r["muscles"].items()},
-                                "best_lag_pct": {ch: m["best_lag_pct"] for ch, m in r["muscles"].items()}}
-                        for label, r in results.items()},
-        "notes": notes,
-    }
-    write_json(summary, out / "summary.json")
     return summary
 
 
@@ -115,7 +117,9 @@ def write_policy_metrics(summary: dict, policy_dir) -> Path:
     """Write ``metrics.json`` into ``policy_dir``: training, evaluation and EMG correlation of its policy.
 
     ``summary`` is the :func:`main_job` result for that policy; the training numbers come from the
-    folder's ``policy.json`` and training log.
+    folder's ``policy.json`` and training log. The ``spread`` section of an existing file (how far the
+    numbers move under tiny start-state perturbations, and the tolerances the tests use; written by
+    ``benchmarks/metric_spread.py --write``) is kept: rerun that benchmark for a new policy.
     """
     from kinesis_neuro.policies import CONFIG
     from kinesis_neuro.train import LOG, training_summary
@@ -133,4 +137,6 @@ def write_policy_metrics(summary: dict, policy_dir) -> Path:
                                for label, c in summary["controllers"].items()}},
         "evaluated_on": {"cpu": _cpu_name(), "cores": os.cpu_count(), "system": platform.platform()},
     }
-    return write_json(metrics, policy_dir / METRICS)
+    if (policy_dir / METRICS).exists() and "spread" in (old := json.loads((policy_dir / METRICS).read_text())):
+        metrics["spread"] = old["spread"]
+    return storage.write_json(metrics, policy_dir / METRICS)

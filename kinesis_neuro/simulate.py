@@ -9,7 +9,7 @@ import pandas as pd
 
 from kinesis_neuro import activation, dynamics, emg, gait, motion
 from kinesis_neuro import model as mdl
-from kinesis_neuro.errors import ProcessingError
+from kinesis_neuro.errors import ProcessingError, require_positive
 from kinesis_neuro.record import Recording
 from kinesis_neuro.static_optimisation import static_optimisation
 
@@ -26,10 +26,14 @@ def static_optimisation_recording(source: str = "moco-walk", grf: str | None = "
     environment uses (half cycle between heel strikes + its mirror image), GRF included, so the
     recording holds complete gait cycles even when the trial has none.
     """
+    require_positive(exponent=exponent, reserves=reserves, mass_ratio=mass_ratio, filter_hz=filter_hz,
+                     periodic=periodic)
     started = clock.time()
     model = mdl.load_model()
     walk = motion.from_opensim(source, filter_hz=filter_hz, data_dir=data_dir)
     loads = dynamics.grf_from_opensim(grf, data_dir=data_dir) if grf else None
+    if loads is not None:
+        dynamics.check_coverage(loads, walk.time, f"the motion {source}")
     events = emg.read_events(grf, data_dir=data_dir) if grf else None
     if periodic:
         if loads is None:

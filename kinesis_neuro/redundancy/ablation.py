@@ -21,7 +21,7 @@ import pandas as pd
 import xarray as xr
 
 from kinesis_neuro import storage
-from kinesis_neuro.errors import KinesisNeuroError
+from kinesis_neuro.errors import KinesisNeuroError, require_positive
 
 INTACT = "intact"
 METRICS = {  # name: (units, long name)
@@ -182,6 +182,7 @@ def sweep(policy_dir, conditions: list[Condition], episodes: int = 3, seed: int 
     from distributed import Client, LocalCluster, as_completed
     from tqdm.auto import tqdm
 
+    require_positive(episodes=episodes, episode_seconds=episode_seconds)
     policy_dir = str(Path(policy_dir).resolve())
     conditions = list(conditions)
     if INTACT not in [c.name for c in conditions]:

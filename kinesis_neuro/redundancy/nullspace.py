@@ -22,7 +22,7 @@ import numpy as np
 import xarray as xr
 from scipy.optimize import linprog
 
-from kinesis_neuro.errors import DataFormatError, KinesisNeuroError, ProcessingError
+from kinesis_neuro.errors import DataFormatError, KinesisNeuroError, ProcessingError, require_positive
 from kinesis_neuro.model import LEG_JOINTS, Couplings, muscle_names
 from kinesis_neuro.record import Recording
 from kinesis_neuro.static_optimisation import _leg_map, muscle_state, solve_frame
@@ -353,6 +353,8 @@ def analyse(recording: Recording, *, step: int = 10, feasible_every: int = 100, 
     frame) and, when the recording has varying gait cycles, the UCM decomposition over ``n_phase``
     phase points. Returns the results as one Dataset and a summary dict."""
     from kinesis_neuro import gait
+
+    require_positive(step=step, feasible_every=feasible_every, n_phase=n_phase, norm=norm)
     from kinesis_neuro import model as mdl
 
     model = model or mdl.load_model()

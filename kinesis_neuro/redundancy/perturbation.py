@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from kinesis_neuro.errors import ProcessingError
+from kinesis_neuro.errors import ProcessingError, require_positive
 from kinesis_neuro.redundancy.nullspace import _JointMap, _null_perturbation, _random_perturbation, subspaces
 from kinesis_neuro.static_optimisation import _leg_map, muscle_state
 
@@ -72,6 +72,8 @@ def closed_loop_perturbation(policy, *, episodes: int = 5, norm: float = 0.05, s
     null / random of both deviations.
     """
     from tqdm.auto import tqdm
+
+    require_positive(episodes=episodes, norm=norm, episode_seconds=episode_seconds)
 
     if not 0 < norm <= 0.5:
         raise ProcessingError(f"norm must lie in (0, 0.5], got {norm}")
