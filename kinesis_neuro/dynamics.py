@@ -16,29 +16,37 @@ import xarray as xr
 
 from kinesis_neuro import model as mdl
 from kinesis_neuro.errors import DataFormatError
+from kinesis_neuro.io.common import check_values
 from kinesis_neuro.motion import OPENSIM_TO_MUJOCO, Motion
 
 FOOT_BODIES = {"right": "calcn_r", "left": "calcn_l"}
 AXES = ("x", "y", "z")
+TIME_TOLERANCE = 1e-6  # s: GRF ending this close to the motion's last frame still cover it
 
 
 def grf_from_opensim(source: str | os.PathLike = "moco-walk/grf_walk.mot", *, data_dir=None,
                      threshold: float = 20.0) -> xr.Dataset:
     """Ground reaction forces of both feet (OpenSim ``ground_force_{r,l}_v*/p*``, ``ground_torque_*``)
     expressed in the MuJoCo world frame: ``force`` (N), ``point`` (m) and ``torque`` (N m), dims
-    ``(time, side, axis)``. Below ``threshold`` N of vertical force a foot's loads are set to zero."""
+    ``(time, side, axis)``. Below ``threshold`` N of vertical force a foot's loads are set to zero.
+    Forces beyond ±1e5 N, moments beyond ±1e5 N m and a loaded foot's centre of pressure beyond
+    ±100 m are refused (:data:`kinesis_neuro.io.common.LIMITS`)."""
     from kinesis_neuro import emg
 
     grf = emg.read(source, data_dir=data_dir)
     out = {}
-    for key, prefix in (("force", "ground_force_{s}_v"), ("point", "ground_force_{s}_p"),
-                        ("torque", "ground_torque_{s}_")):
+    for key, prefix, quantity in (("force", "ground_force_{s}_v", "force"),
+                                  ("point", "ground_force_{s}_p", "centre of pressure"),
+                                  ("torque", "ground_torque_{s}_", "moment")):
         per_side = []
         for s in ("r", "l"):
             names = [prefix.format(s=s) + a for a in AXES]
             missing = [n for n in names if n not in grf.channel.values]
             if missing:
                 raise DataFormatError(f"{grf.attrs['source']}: GRF columns {missing} missing (OpenSim naming expected)")
+            foot_loaded = (grf.sel(channel=f"ground_force_{s}_vy").values[:, None] > threshold  # OpenSim y up
+                           if key == "point" else None)
+            check_values(grf.sel(channel=names), quantity, where=foot_loaded)
             per_side.append(grf.sel(channel=names).values @ OPENSIM_TO_MUJOCO.T)
         out[key] = (("time", "side", "axis"), np.stack(per_side, axis=1))
     ds = xr.Dataset(out, coords={"time": grf.time.values, "side": ["right", "left"], "axis": list(AXES)})
@@ -56,6 +64,16 @@ def grf_from_opensim(source: str | os.PathLike = "moco-walk/grf_walk.mot", *, da
     return ds
 
 
+def check_coverage(grf: xr.Dataset, time, needed_by: str) -> None:
+    """Refuse GRF that do not span ``time`` (s, within :data:`TIME_TOLERANCE`): loads beyond the
+    recording's ends would be invented. ``needed_by`` names what needs them in the message."""
+    time = np.asarray(time, dtype=float)
+    start, stop = float(grf.time[0]), float(grf.time[-1])
+    if time.min() < start - TIME_TOLERANCE or time.max() > stop + TIME_TOLERANCE:
+        raise DataFormatError(f"{grf.attrs.get('source', 'GRF')}: the GRF covers {start:g}-{stop:g} s but "
+                              f"{needed_by} needs {time.min():g}-{time.max():g} s")
+
+
 def inverse_dynamics(model: mujoco.MjModel, motion: Motion, grf: xr.Dataset | None = None, *, time=None,
                      mass_ratio: float = 1.0) -> xr.Dataset:
     """Joint torques (N m) on the 14 independent leg joints and root residuals over ``time`` (s).
@@ -71,7 +89,9 @@ def inverse_dynamics(model: mujoco.MjModel, motion: Motion, grf: xr.Dataset | No
     model.opt.disableflags |= mujoco.mjtDisableBit.mjDSBL_CONSTRAINT
     couplings = mdl.Couplings(model)
     if grf is not None:
-        loads = grf.interp(time=time).transpose("time", "side", "axis")
+        check_coverage(grf, time, f"the motion {motion.attrs.get('source', '')}".rstrip())
+        loads = grf.interp(time=np.clip(time, grf.time.values[0], grf.time.values[-1]))
+        loads = loads.transpose("time", "side", "axis")
         force, moment, point = (loads[k].values * w for k, w in (("force", mass_ratio), ("torque", mass_ratio),
                                                                   ("point", 1.0)))
         bodies = [model.body(FOOT_BODIES[str(s)]).id for s in loads.side.values]

@@ -15,6 +15,7 @@ import pandas as pd
 import xarray as xr
 
 from kinesis_neuro.errors import DataFormatError, ProcessingError
+from kinesis_neuro.io.common import check_values
 
 EVENT_COLUMNS = ["time", "event", "side"]
 SIDES = {"r": "right", "l": "left", "right": "right", "left": "left"}
@@ -103,8 +104,10 @@ def vertical_force_channels(grf: xr.DataArray, up_axis: str = "y") -> dict[str, 
 def events_from_grf(grf: xr.DataArray, *, threshold: float = 20.0, hysteresis: float = 10.0,
                     min_duration: float = 0.05, vertical: dict[str, str] | None = None,
                     up_axis: str = "y") -> pd.DataFrame:
-    """Events of both feet from a ground-reaction-force DataArray (e.g. OpenSim ``grf_walk.mot``)."""
+    """Events of both feet from a ground-reaction-force DataArray (e.g. OpenSim ``grf_walk.mot``);
+    vertical forces beyond ±1e5 N are refused (:data:`kinesis_neuro.io.common.LIMITS`)."""
     vertical = vertical or vertical_force_channels(grf, up_axis)
+    check_values(grf.sel(channel=list(vertical.values())), "force")
     tables = [
         events_from_force(grf.sel(channel=ch).values, grf.time.values, threshold=threshold,
                           hysteresis=hysteresis, min_duration=min_duration, side=side)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 
 import mujoco
@@ -20,6 +21,7 @@ from scipy.spatial.transform import Rotation
 
 from kinesis_neuro import model as mdl
 from kinesis_neuro.errors import DataFormatError, ProcessingError
+from kinesis_neuro.io.common import check_values
 
 # MuJoCo world (z up, model facing -y) from OpenSim ground (x forward, y up, z right)
 OPENSIM_TO_MUJOCO = np.array([[0.0, 0.0, -1.0], [-1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
@@ -148,9 +150,11 @@ def pelvis_offset_in_root(model: mujoco.MjModel) -> np.ndarray:
 def from_opensim(source: str | os.PathLike = "moco-walk", *, filter_hz: float | None = 6.0, data_dir=None) -> Motion:
     """Read OpenSim coordinates (``.sto``/``.mot``, path or registered dataset) as a :class:`Motion`.
 
-    Rotations given in degrees (``inDegrees=yes``) are converted to rad. The coordinates are
-    low-passed at ``filter_hz`` (zero phase, odd padding over three cut-off periods, so velocities
-    and accelerations have no edge transients); ``None`` keeps them unfiltered.
+    Rotations given in degrees (``inDegrees=yes``) are converted to rad; see :func:`_in_degrees` for
+    headers that do not say or that contradict the values. Rotations beyond ±4π rad and translations
+    (``*_tx/_ty/_tz``) beyond ±1e4 m are refused (:data:`kinesis_neuro.io.common.LIMITS`). The
+    coordinates are low-passed at ``filter_hz`` (zero phase, odd padding over three cut-off periods, so
+    velocities and accelerations have no edge transients); ``None`` keeps them unfiltered.
     """
     from kinesis_neuro import datasets, emg
 
@@ -160,9 +164,14 @@ def from_opensim(source: str | os.PathLike = "moco-walk", *, filter_hz: float | 
         source = datasets.fetch(name, filename, data_dir=data_dir)
     coords = emg.read(source)
     coords = coords.drop_sel(channel=[c for c in coords.channel.values if str(c).endswith("_beta")])  # unused, garbage
-    if coords.attrs.get("in_degrees"):
-        rotational = [c for c in coords.channel.values if c not in PELVIS_TRANSLATION]
+    translational = [c for c in coords.channel.values if str(c).endswith(("_tx", "_ty", "_tz"))]
+    rotational = [c for c in coords.channel.values if c not in translational]
+    in_degrees = _in_degrees(coords.sel(channel=rotational))
+    if in_degrees:
         coords.loc[:, rotational] = np.deg2rad(coords.sel(channel=rotational))
+    check_values(coords.sel(channel=rotational), "angle",
+                 hint="" if in_degrees else "; if the angles are in degrees, the header should say inDegrees=yes")
+    check_values(coords.sel(channel=translational), "translation")
     if filter_hz:
         coords = emg.lowpass(coords, filter_hz)
     coords = coords.rename(channel="coordinate")
@@ -170,6 +179,31 @@ def from_opensim(source: str | os.PathLike = "moco-walk", *, filter_hz: float | 
     attrs = {"source": str(source), "sampling_rate": coords.attrs["sampling_rate"], "filter_hz": filter_hz or 0.0,
              "frame": "OpenSim ground: x forward, y up, z right"}
     return Motion(coords, attrs)
+
+
+def _in_degrees(rotations: xr.DataArray) -> bool:
+    """Whether the rotations ``(time, channel)`` of an OpenSim file are in degrees.
+
+    As the header's ``inDegrees`` says (attr ``in_degrees``), unless all of them lie within ±2π
+    while it says degrees: radians then, an error. Repair: a header that does not say (SIMM and
+    OpenSim 2 ``.mot`` files) means degrees when a rotation exceeds 2π, with a warning naming it.
+    """
+    stated = rotations.attrs.get("in_degrees")
+    if rotations.size == 0:
+        return bool(stated)
+    magnitude = np.abs(rotations.values)
+    t, c = np.unravel_index(int(np.argmax(magnitude)), magnitude.shape)
+    largest = (f"the largest, {rotations.channel.values[c]}, reaches {rotations.values[t, c]:g} "
+               f"at t={rotations.time.values[t]:g} s")
+    source = rotations.attrs.get("source", "motion")
+    if stated is None and magnitude[t, c] > 2 * np.pi:
+        warnings.warn(f"{source}: the header does not say inDegrees; the rotations are read as degrees since "
+                      f"{largest}", stacklevel=3)
+        return True
+    if stated and magnitude[t, c] <= 2 * np.pi:
+        raise DataFormatError(f"{source}: the header says inDegrees=yes but every rotation lies within ±2π "
+                              f"({largest}); if they are in radians, the header should say inDegrees=no")
+    return bool(stated)
 
 
 LATERAL_MIRRORED = ("pelvis_list", "pelvis_rotation", "lumbar_bending", "lumbar_rotation")  # roll, yaw: sign flips

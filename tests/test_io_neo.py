@@ -364,7 +364,7 @@ def test_bad_arguments(tmp_path):
     other.write_bytes(b"abc")
     with pytest.raises(DataFormatError, match="unsupported extension"):
         read_neo(other)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(DataFormatError, match="absent.edf: no such file"):
         read_neo(tmp_path / "absent.edf")
     path = tmp_path / "ok.edf"
     _write_edf(path, [("TA", np.zeros(200), 100.0, "uV", (-1.0, 1.0))])

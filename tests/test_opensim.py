@@ -42,7 +42,7 @@ def test_in_degrees_flag_and_version0_header(tmp_path):
     [
         ("x\nversion=1\nnRows=9\ninDegrees=no", ["time", "a"], np.c_[np.arange(5.0), np.ones(5)], "nRows=9"),
         ("x\nversion=1\nnRows=4", ["time", "a"], np.c_[[0, 1, 1, 2.0], np.ones(4)], "not strictly increasing"),
-        ("x\nversion=1\nnRows=4", ["time", "a"], np.c_[np.arange(4.0), [1, np.nan, np.nan, 1]], "NaN"),
+        ("x\nversion=1\nnRows=4", ["time", "a"], np.c_[np.arange(4.0) / 100, [1, np.nan, np.nan, 1]], "NaN"),
         ("x\nversion=1", ["t", "a"], np.c_[np.arange(4.0), np.ones(4)], "starting with 'time'"),
     ],
 )

@@ -11,6 +11,7 @@ import xarray as xr
 
 from kinesis_neuro import datasets
 from kinesis_neuro.errors import DataFormatError
+from kinesis_neuro.io.common import readable_file
 
 # extension -> (module under kinesis_neuro.io, reader function); modules are imported on first use
 READERS = {
@@ -59,7 +60,8 @@ def read(source: str | os.PathLike, *, channels=None, data_dir=None, **options) 
         path = Path(source)
         if not path.exists():
             raise DataFormatError(f"{path}: no such file (and not a registered dataset: {sorted(datasets.registry())})")
-    da = _reader(Path(path))(path, channels=channels, **options)
+    reader = _reader(Path(path))
+    da = reader(readable_file(path), channels=channels, **options)
     if card:
         da.attrs.update(dataset=str(source).partition("/")[0], dataset_file=card["name"], sha256=card["sha256"])
     return da
@@ -71,7 +73,7 @@ def read_events(source: str | os.PathLike, *, data_dir=None, **options) -> pd.Da
     :func:`kinesis_neuro.gait.events_from_grf`)."""
     from kinesis_neuro import gait
 
-    path = _dataset_file(str(source), data_dir)[0] if datasets.is_dataset_spec(source) else Path(source)
+    path = readable_file(_dataset_file(str(source), data_dir)[0] if datasets.is_dataset_spec(source) else source)
     suffix = path.suffix.lower()
     if suffix == ".c3d":
         from kinesis_neuro.io.c3d import read_c3d_events

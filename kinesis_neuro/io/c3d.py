@@ -15,7 +15,7 @@ import pandas as pd
 import xarray as xr
 
 from kinesis_neuro.errors import ChannelNotFoundError, DataFormatError
-from kinesis_neuro.io.common import emg_array, select_channels
+from kinesis_neuro.io.common import emg_array, readable_file, select_channels
 
 C3D_EXTENSIONS = (".c3d",)
 EVENT_COLUMNS = ["time", "event", "side"]
@@ -41,9 +41,7 @@ def _check_structure(path: Path) -> int:
     refused here with a message saying what was expected. Returns the number of frames
     the header announces (ezc3d silently keeps only the frames a cut file still holds).
     """
-    if not path.is_file():
-        raise _fail(path, "no such file")
-    size = path.stat().st_size
+    size = readable_file(path).stat().st_size
     with path.open("rb") as fh:
         head = fh.read(_HEADER_BYTES)
         if len(head) < _HEADER_BYTES:

@@ -23,7 +23,7 @@ import numpy as np
 import xarray as xr
 
 from kinesis_neuro.errors import DataFormatError, KinesisNeuroError
-from kinesis_neuro.io.common import emg_array, select_channels
+from kinesis_neuro.io.common import emg_array, readable_file, select_channels
 
 NEO_EXTENSIONS = (".edf", ".bdf", ".vhdr", ".rhd", ".rhs", ".nwb")
 
@@ -124,10 +124,7 @@ def read_neo(
     ext = path.suffix.lower()
     if ext not in _FORMAT:
         raise DataFormatError(f"{path}: unsupported extension {path.suffix!r}; expected one of {list(NEO_EXTENSIONS)}")
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
-    if not path.is_file():
-        raise DataFormatError(f"{path}: is not a file (expected {_EXPECTED[ext]})")
+    readable_file(path)
     if isinstance(segment, bool) or not isinstance(segment, (int, np.integer)):
         raise DataFormatError(f"{path}: segment must be an integer index, got {segment!r}")
     if ext == ".nwb":

@@ -5,11 +5,13 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import xarray as xr
 
 from kinesis_neuro.errors import DataFormatError
-from kinesis_neuro.io.common import emg_array, select_channels
+from kinesis_neuro.io.common import emg_array, read_text, select_channels
+from kinesis_neuro.io.tabular import _exact_values
 
 OPENSIM_EXTENSIONS = (".sto", ".mot")
 TRC_EXTENSIONS = (".trc",)
@@ -29,16 +31,11 @@ def read_storage_table(path: str | Path) -> tuple[pd.DataFrame, dict[str, str]]:
     """Parse an OpenSim ``.sto``/``.mot`` file into (table with a ``time`` column, header dict).
 
     The header keys are lower-cased (``version``, ``nrows``, ``ncolumns``, ``indegrees``,
-    ``datatype``, ...); ``name`` is the first header line.
+    ``datatype``, ...); ``name`` is the first header line. The column names must be distinct and
+    every row must hold one number per column.
     """
     path = Path(path)
-    try:
-        text = path.read_text(errors="strict")
-    except UnicodeDecodeError as err:
-        raise DataFormatError(f"{path}: not a text OpenSim storage file ({err.reason})") from err
-    except OSError as err:
-        raise DataFormatError(f"{path}: cannot read file ({err.strerror})") from err
-    lines = text.splitlines()
+    lines = read_text(path).splitlines()
     try:
         end = next(i for i, line in enumerate(lines) if line.strip().lower() == "endheader")
     except StopIteration:
@@ -51,18 +48,17 @@ def read_storage_table(path: str | Path) -> tuple[pd.DataFrame, dict[str, str]]:
         if "=" in line:
             key, _, value = line.partition("=")
             header[key.strip().lower()] = value.strip()
-    body = "\n".join(lines[end + 1 :])
-    try:
-        table = pd.read_csv(io.StringIO(body), sep=r"\s+", engine="python")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise DataFormatError(f"{path}: cannot parse the data block after 'endheader' ({err})") from err
-    if table.empty or "time" not in table.columns:
+    rows = [(i + 1, line.split()) for i, line in enumerate(lines[end + 1 :], start=end + 1) if line.strip()]
+    if len(rows) < 2 or rows[0][1][0] != "time":
         raise DataFormatError(
             f"{path}: expected a column header starting with 'time' and at least one data row"
         )
-    non_numeric = [c for c in table.columns if not pd.api.types.is_numeric_dtype(table[c])]
-    if non_numeric:
-        raise DataFormatError(f"{path}: non-numeric values in columns {non_numeric} (truncated or corrupt file?)")
+    (label_line, names), rows = rows[0], rows[1:]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise DataFormatError(f"{path}: duplicate column names {dup} in the column header (line {label_line})")
+    values = _exact_values(path, iter(rows), len(names), list(range(len(names))), False, names)
+    table = pd.DataFrame(values, columns=names)
     # nColumns is often stale in OpenSim 4 files (coordinates.sto says 40, holds 32); nRows is not.
     n_rows = header.get("nrows", "")
     if n_rows.isdigit() and int(n_rows) != len(table):
@@ -83,12 +79,12 @@ def read_storage(
 ) -> xr.DataArray:
     """Read an OpenSim ``.sto``/``.mot`` file as a ``(time, channel)`` DataArray.
 
-    Long OpenSim 4 labels are shortened to the coordinate name. ``inDegrees=yes`` is kept
-    in attrs (``in_degrees``); values are not converted, since only the model knows which
-    columns are rotations.
+    Long OpenSim 4 labels are shortened to the coordinate name. The header's ``inDegrees`` is kept
+    in attrs (``in_degrees``: 1 or 0; absent when the header does not say, as in SIMM-style
+    headers); values are not converted, since only the model knows which columns are rotations.
     """
     table, header = read_storage_table(path)
-    in_degrees = header.get("indegrees", "no").lower() in ("yes", "true", "1")
+    stated = {"in_degrees": int(header["indegrees"].lower() in ("yes", "true", "1"))} if "indegrees" in header else {}
     labels = [_short_label(c) for c in table.columns[1:]]
     da = emg_array(
         table.iloc[:, 1:].to_numpy(),
@@ -99,19 +95,17 @@ def read_storage(
         side=side,
         allow_nan=allow_nan,
         file_format=f"OpenSim storage (version {header.get('version', '0')})",
-        in_degrees=int(in_degrees),
         table_name=header["name"],
+        **stated,
     )
     return select_channels(da, channels)
 
 
 def read_trc(path: str | Path, *, channels=None, side: str = "unknown") -> xr.DataArray:
-    """Read a ``.trc`` marker file: channels ``<marker>_x/_y/_z`` in the file's units; gaps are NaN."""
+    """Read a ``.trc`` marker file: channels ``<marker>_x/_y/_z`` in the file's units; gaps (empty
+    cells) are NaN, any other non-numeric cell is an error."""
     path = Path(path)
-    try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise DataFormatError(f"{path}: cannot read as a text .trc file ({err})") from err
+    lines = read_text(path).splitlines()
     if len(lines) < 6 or not lines[0].startswith("PathFileType"):
         raise DataFormatError(f"{path}: expected a .trc file starting with 'PathFileType' and 5 header lines")
     keys, values = lines[1].split(), lines[2].split()
@@ -122,6 +116,8 @@ def read_trc(path: str | Path, *, channels=None, side: str = "unknown") -> xr.Da
         n_frames = int(meta["NumFrames"])
     except (KeyError, ValueError) as err:
         raise DataFormatError(f"{path}: the .trc header lacks DataRate/NumMarkers/NumFrames ({err})") from err
+    if not 0 < rate < float("inf"):
+        raise DataFormatError(f"{path}: DataRate is {meta['DataRate']}; expected a positive sampling rate in Hz")
     markers = [m.strip() for m in lines[3].split("\t")[2:] if m.strip()]
     if len(markers) != n_markers:
         raise DataFormatError(f"{path}: header says {n_markers} markers, the name row has {len(markers)}")
@@ -132,13 +128,19 @@ def read_trc(path: str | Path, *, channels=None, side: str = "unknown") -> xr.Da
         raise DataFormatError(f"{path}: cannot parse the marker data ({err})") from err
     if len(table) != n_frames:
         raise DataFormatError(f"{path}: header says {n_frames} frames, found {len(table)}; truncated file?")
-    values = table.iloc[:, 2 : 2 + 3 * n_markers].apply(pd.to_numeric, errors="coerce").to_numpy()
-    if values.shape[1] != 3 * n_markers:
-        raise DataFormatError(f"{path}: expected {3 * n_markers} coordinate columns, found {values.shape[1]}")
+    cells = table.iloc[:, 1 : 2 + 3 * n_markers]  # time, then the coordinates
+    if cells.shape[1] != 1 + 3 * n_markers:
+        raise DataFormatError(f"{path}: expected {3 * n_markers} coordinate columns, found {cells.shape[1] - 1}")
     names = [f"{m}_{axis}" for m in markers for axis in "xyz"]
+    numbers = cells.apply(pd.to_numeric, errors="coerce")
+    text = numbers.isna() & cells.notna()
+    if text.to_numpy().any():
+        row, col = (int(i[0]) for i in np.nonzero(text.to_numpy()))
+        raise DataFormatError(f"{path}: non-numeric value {cells.iat[row, col]!r} in column "
+                              f"'{(['time'] + names)[col]}' of frame {row + 1}; expected numbers only")
     da = emg_array(
-        values,
-        pd.to_numeric(table.iloc[:, 1], errors="coerce").to_numpy(),
+        numbers.iloc[:, 1:].to_numpy(),
+        numbers.iloc[:, 0].to_numpy(),
         names,
         source=path,
         units=meta.get("Units", "unknown"),

@@ -11,31 +11,98 @@ import xarray as xr
 
 from kinesis_neuro.errors import DataFormatError
 from kinesis_neuro.gait import split_phase
-from kinesis_neuro.io.common import emg_array, select_channels
+from kinesis_neuro.io.common import check_values, emg_array, readable_file, select_channels
 
 RDATA_EXTENSIONS = (".rdata", ".rda")
 KNOWN_OBJECTS = ("RAW_DATA", "FILT_EMG", "SYNS")
 
 
-def _load(path: str | Path) -> tuple[str, dict]:
-    """Parse an .RData file with the ``rdata`` package; return (object name, {trial: value})."""
+EXPECTED = {
+    "RAW_DATA": "a list of trials, each a list with $emg (data frame: time, one column per muscle) "
+    "and $cycles (data frame: touchdown, lift-off)",
+    "FILT_EMG": "a list of trials, each a data frame: time, one column per muscle",
+    "SYNS": "a list of people, each a list with $V and $M (matrices with named rows), $P (data frame), "
+    "$syns, $R2 and $iterations",
+}
+
+
+def _frame_problem(value, what: str) -> str | None:
+    if not isinstance(value, pd.DataFrame) or value.shape[1] < 2 or len(value) < 1:
+        return f"{what} is not a data frame with a time column and data columns"
+    text = [str(c) for c in value.columns if not pd.api.types.is_numeric_dtype(value[c])]
+    return f"{what} has non-numeric columns {text}" if text else None
+
+
+def _problem(kind: str, value) -> str | None:
+    """What keeps ``value`` from being a musclesyneRgies ``kind`` object (None: nothing)."""
+    if not isinstance(value, dict) or not value:
+        return "not a named list of " + ("people" if kind == "SYNS" else "trials")
+    for trial, item in value.items():
+        if kind == "FILT_EMG":
+            problem = _frame_problem(item, "the data")
+        elif not isinstance(item, dict):
+            problem = "not a list"
+        elif kind == "RAW_DATA":
+            problem = ("no $emg" if "emg" not in item else "no $cycles" if "cycles" not in item
+                       else _frame_problem(item["emg"], "$emg") or _frame_problem(item["cycles"], "$cycles"))
+        else:
+            problem = _person_problem(item)
+        if problem:
+            return f"{str(trial)!r}: {problem}"
+    return None
+
+
+def _person_problem(item: dict) -> str | None:
+    """What keeps one person of a ``SYNS`` list from holding musclesyneRgies' results (None: nothing)."""
+    missing = [f"${k}" for k in ("V", "M", "P", "syns", "R2", "iterations") if k not in item]
+    if missing:
+        return f"no {', '.join(missing)}"
+    named = {"V": {"dim_0"}, "M": {"dim_0", "dim_1"}}  # muscles x points, muscles x synergies
+    bad = [f"${k}" for k, dims in named.items() if not (
+        isinstance(item[k], xr.DataArray) and item[k].ndim == 2 and dims <= set(item[k].coords)
+        and np.issubdtype(item[k].dtype, np.number))]
+    bad += [f"${k}" for k in ("syns", "R2", "iterations")
+            if not (np.asarray(item[k]).size and np.issubdtype(np.asarray(item[k]).dtype, np.number))]
+    if bad:
+        return f"{', '.join(bad)} not numeric (matrices with named rows, or numbers)"
+    v, m, p = item["V"], item["M"], item["P"]
+    problem = _frame_problem(p, "$P")
+    if problem is None and (m.shape[0] != v.shape[0] or len(p) != v.shape[1] or v.shape[1] % 2):
+        problem = (f"$V ({v.shape[0]} muscles x {v.shape[1]} points, an even number: stance + swing), "
+                   f"$M ({m.shape[0]} muscles) and $P ({len(p)} points) do not match")
+    return problem
+
+
+def _load(path: str | Path, expected: str | None = None) -> tuple[str, dict]:
+    """Parse an .RData file with the ``rdata`` package; return (kind, {trial: value}) of the one
+    musclesyneRgies object it holds, recognised by its structure (:data:`EXPECTED`), whatever its name.
+    ``expected``: the only kind accepted."""
     import rdata
 
-    path = Path(path)
+    path = readable_file(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # rdata warns about the R class "EMG" it has no constructor for
             objects = rdata.conversion.convert(rdata.parser.parse_file(path))
-    except FileNotFoundError:
-        raise
     except Exception as err:  # rdata raises ValueError, EOFError, NotImplementedError, zlib errors...
         raise DataFormatError(f"{path}: not a readable R data file ({type(err).__name__}: {err})") from err
-    names = [n for n in objects if n in KNOWN_OBJECTS]
-    if len(names) != 1:
-        raise DataFormatError(
-            f"{path}: expected exactly one musclesyneRgies object {list(KNOWN_OBJECTS)}, found {list(objects)}"
-        )
-    return names[0], objects[names[0]]
+    found = [(name, kind) for name, value in objects.items()
+             for kind in KNOWN_OBJECTS if _problem(kind, value) is None]
+    if len(found) == 1 and expected in (None, found[0][1]):
+        return found[0][1], objects[found[0][0]]
+    if len(found) == 1:
+        raise DataFormatError(f"{path}: expected a {expected} object, found {found[0][1]}")
+    kinds = [expected] if expected else list(KNOWN_OBJECTS)
+    named = [str(n) for n in objects if n in kinds]
+    if len(found) > 1:
+        problem = f"found several: {', '.join(f'{n} ({k})' for n, k in found)}"
+    elif named:
+        kinds = named[:1]
+        problem = f"the R object {named[0]} is not one ({_problem(named[0], objects[named[0]])})"
+    else:
+        problem = f"found R object(s) {[str(n) for n in objects]}"
+    raise DataFormatError(f"{path}: expected one musclesyneRgies {' or '.join(kinds)} object; {problem}. "
+                          + "; ".join(f"{k} is {EXPECTED[k]}" for k in kinds))
 
 
 def _trial(path, trials: dict, trial: str | None):
@@ -65,13 +132,10 @@ def read_rdata(
     """
     kind, trials = _load(path)
     if kind == "SYNS":
-        return select_channels(read_syns(path)["V"], channels)
+        return select_channels(_syns(path, trials)["V"], channels)
     trial, value = _trial(path, trials, trial)
     if kind == "RAW_DATA":
-        try:
-            emg = value["emg"]
-        except (KeyError, TypeError) as err:
-            raise DataFormatError(f"{path}: trial {trial!r} has no $emg data frame") from err
+        emg = value["emg"]
         da = emg_array(
             emg.iloc[:, 1:].to_numpy(dtype=float),
             emg.iloc[:, 0].to_numpy(dtype=float),
@@ -79,7 +143,6 @@ def read_rdata(
             source=path,
             units=units,
             side=side,
-            sampling_rate=float(round(1.0 / np.mean(np.diff(emg.iloc[:, 0].to_numpy(dtype=float))))),
             file_format="RData (musclesyneRgies RAW_DATA)",
             trial=trial,
         )
@@ -104,6 +167,7 @@ def read_rdata(
             phase_definition="stance 0-50 %, swing 50-100 %, 100 points each", processing="[]",
         ),
     )
+    check_values(da)
     return select_channels(da, channels)
 
 
@@ -116,6 +180,9 @@ def read_rdata_events(path: str | Path, *, trial: str | None = None, side: str =
     cycles = np.asarray(value["cycles"], dtype=float)
     if cycles.ndim != 2 or cycles.shape[1] < 2:
         raise DataFormatError(f"{path}: $cycles of {trial!r} should have (touchdown, lift-off) columns")
+    if not np.isfinite(cycles[:, :2]).all():
+        row = int(np.argmax(~np.isfinite(cycles[:, :2]).all(axis=1)))
+        raise DataFormatError(f"{path}: $cycles of {trial!r} holds NaN/infinite times (row {row + 1})")
     events = pd.DataFrame(
         {
             "time": np.concatenate([cycles[:, 0], cycles[:, 1]]),
@@ -132,12 +199,19 @@ def read_syns(path: str | Path) -> dict:
     Returns ``{"V": DataArray(subject, phase, channel), "rank": DataArray(subject), "R2": ...,
     "iterations": ..., "M": {subject: DataArray(channel, synergy)}, "P": {subject: DataArray(phase, synergy)}}``.
     """
-    kind, people = _load(path)
-    if kind != "SYNS":
-        raise DataFormatError(f"{path}: expected a SYNS object, found {kind}")
+    return _syns(path, _load(path, "SYNS")[1])
+
+
+def _syns(path, people: dict) -> dict:
+    """:func:`read_syns` of the ``SYNS`` list ``people`` already loaded from ``path``."""
     subjects = [str(s) for s in people]
+    first = people[next(iter(people))]["V"]
+    channels = [str(c) for c in first.coords["dim_0"].values]
+    for s in people:
+        other = people[s]["V"]
+        if other.shape != first.shape or [str(c) for c in other.coords["dim_0"].values] != channels:
+            raise DataFormatError(f"{path}: $V of {str(s)!r} has other muscles or points than that of {subjects[0]!r}")
     v = np.stack([np.asarray(people[s]["V"], dtype=float).T for s in people])
-    channels = [str(c) for c in people[next(iter(people))]["V"].coords["dim_0"].values]
     phase = _split_phase(v.shape[1])
     out = {
         "V": xr.DataArray(
@@ -151,6 +225,7 @@ def read_syns(path: str | Path) -> dict:
         "M": {},
         "P": {},
     }
+    check_values(out["V"])
     for key in ("syns", "R2", "iterations"):
         out["rank" if key == "syns" else key] = xr.DataArray(
             [float(np.asarray(people[s][key]).ravel()[0]) for s in people], dims="subject", coords={"subject": subjects}

@@ -18,7 +18,7 @@ import pandas as pd
 import xarray as xr
 
 from kinesis_neuro.errors import ChannelNotFoundError, DataFormatError
-from kinesis_neuro.io.common import emg_array, select_channels
+from kinesis_neuro.io.common import emg_array, readable_file, select_channels
 
 TABLE_EXTENSIONS = (".csv", ".tsv", ".txt")
 
@@ -280,9 +280,7 @@ def read_table(
     ``"TA (uV)"`` give channel ``TA`` and, if every channel agrees and ``units`` is not
     given, units ``uV``.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise _fail(path, "no such file")
+    path = readable_file(path)
     if sampling_rate is not None:
         try:
             rate = float(sampling_rate)
