@@ -42,8 +42,17 @@ def _datasets(args) -> None:
 
     kw = {"data_dir": args.data_dir}
     if args.action == "list":
-        for name, ds in datasets.registry().items():
-            print(f"{name:<16} {len(ds.files)} files  {ds.card['licence']:<11} {ds.card['title']}")
+        def cut(text, width):
+            text = " ".join(str(text).split())
+            return text if len(text) <= width else text[:width - 3].rstrip() + "..."
+
+        rows = [(name, str(len(ds.files)), "local" if ds.local_only else "url",
+                 cut(ds.card.get("licence_short") or ds.card["licence"], 20), cut(ds.card["title"], 80))
+                for name, ds in datasets.registry().items()]
+        header = ("dataset", "files", "from", "licence", "title")
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+        for row in [header, *rows]:
+            print(f"{row[0]:<{widths[0]}}  {row[1]:>{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]:<{widths[3]}}  {row[4]}")
     elif args.action == "info":
         print(datasets.info(args.name))
     elif args.action == "fetch":

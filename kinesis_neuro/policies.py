@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kinesis_neuro import storage
 from kinesis_neuro.envs import ImitationConfig, MyoLegsImitationEnv
-from kinesis_neuro.errors import KinesisNeuroError
+from kinesis_neuro.errors import DataFormatError, KinesisNeuroError
 
 WEIGHTS = "policy.safetensors"
 CONFIG = "policy.json"
@@ -40,40 +41,85 @@ class Policy:
 
 
 def export(run_dir: str | Path, out: str | Path | None = None) -> Path:
-    """Write ``policy.safetensors`` and ``policy.json`` from a run's training checkpoint."""
+    """Write ``policy.safetensors`` and ``policy.json`` from a run's training checkpoint into the folder ``out``
+    (default: the run folder); both appear complete or not at all, and never in place of the checkpoint."""
     from safetensors.torch import save_file
 
-    from kinesis_neuro.train import CHECKPOINT, load_checkpoint
+    from kinesis_neuro.train import CHECKPOINT, checkpoint_config, load_checkpoint
 
     run_dir = Path(run_dir)
+    if run_dir.is_file():
+        raise KinesisNeuroError(f"{run_dir}: is a file; give the training run folder that holds {CHECKPOINT}")
     out = Path(out or run_dir)
     ckpt = load_checkpoint(run_dir / CHECKPOINT)
+    config = checkpoint_config(ckpt, run_dir / CHECKPOINT)
     state = {k: v.contiguous() for k, v in ckpt["agent"].items() if not k.startswith("critic.")}
-    out.mkdir(parents=True, exist_ok=True)
-    save_file(state, out / WEIGHTS)
-    config = ckpt["config"]
-    (out / CONFIG).write_text(json.dumps({
-        "hidden": list(config["hidden"]), "env": config["env"], "global_step": int(ckpt["global_step"]),
-        "update": int(ckpt["update"]), "seed": config["seed"]}, indent=2))
+    with storage.output_folder(out, protect=[run_dir / CHECKPOINT], last=(CONFIG,)) as staging:
+        save_file(state, staging / WEIGHTS)
+        storage.write_json({"hidden": list(config.hidden), "env": config.env, "global_step": ckpt["global_step"],
+                            "update": ckpt["update"], "seed": config.seed}, staging / CONFIG)
     return out
 
 
-def load(path: str | Path) -> Policy:
-    """Load a policy folder; the weights come from safetensors, so loading never runs code."""
+def _read_config(file: Path) -> dict:
+    """``policy.json``, checked: an object with ``hidden`` (layer sizes) and ``env`` (ImitationConfig settings)."""
+    from kinesis_neuro.train import check_env, valid_hidden
+
+    try:
+        config = json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataFormatError(f"{file}: not valid JSON ({err})") from err
+    if not isinstance(config, dict):
+        raise DataFormatError(f"{file}: expected a JSON object with hidden and env, got a {type(config).__name__}")
+    missing = [k for k in ("hidden", "env") if k not in config]
+    if missing:
+        raise DataFormatError(f"{file}: lacks {' and '.join(missing)}")
+    if not valid_hidden(config["hidden"]):
+        raise DataFormatError(f"{file}: hidden must be a non-empty list of layer sizes (integers >= 1), "
+                              f"got {config['hidden']!r}")
+    check_env(config["env"], f"{file}: env")
+    return config
+
+
+def _read_weights(file: Path, hidden: list[int]) -> torch.nn.Module:
+    """The actor network of ``policy.safetensors``, checked against the layer sizes ``hidden``: every actor and
+    normaliser tensor present with its shape, finite."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from kinesis_neuro.train import ActorCritic
+    from kinesis_neuro.train import ActorCritic, check_finite
 
+    try:
+        state = load_file(file)
+    except SafetensorError as err:
+        raise DataFormatError(f"{file}: not a readable safetensors file ({err})") from err
+    for key in ("norm.mean", "log_std"):
+        if key not in state or state[key].ndim != 1:
+            raise DataFormatError(f"{file}: lacks the 1-D tensor {key}")
+    check_finite(state, str(file))
+    agent = ActorCritic(state["norm.mean"].shape[0], state["log_std"].shape[0], tuple(hidden))
+    shapes = {k: tuple(v.shape) for k, v in agent.state_dict().items()}
+    problems = ([f"lacks {k}" for k in shapes if k not in state and not k.startswith("critic.")]
+                + [f"unexpected {k}" for k in state if k not in shapes]
+                + [f"{k} has shape {tuple(v.shape)}, expected {shapes[k]}" for k, v in state.items()
+                   if k in shapes and tuple(v.shape) != shapes[k]])
+    if problems:
+        raise DataFormatError(f"{file}: weights do not fit the network of {CONFIG} (hidden {list(hidden)}): "
+                              + "; ".join(problems[:3]) + ("; ..." if len(problems) > 3 else ""))
+    agent.load_state_dict(state, strict=False)
+    return agent.eval()
+
+
+def load(path: str | Path) -> Policy:
+    """Load a policy folder, checked (a ``DataFormatError`` names the file and problem); the weights come from
+    safetensors, so loading never runs code."""
     path = Path(path)
-    if not (path / WEIGHTS).exists() or not (path / CONFIG).exists():
+    if not path.is_dir() or not (path / WEIGHTS).exists() and not (path / CONFIG).exists():
         raise KinesisNeuroError(f"{path}: not a policy folder (expected {WEIGHTS} and {CONFIG}); "
                                 "export one from a training run with `kinesis-neuro export-policy`")
-    config = json.loads((path / CONFIG).read_text())
-    state = load_file(path / WEIGHTS)
-    n_obs, n_act = state["norm.mean"].shape[0], state["log_std"].shape[0]
-    agent = ActorCritic(n_obs, n_act, tuple(config["hidden"]))
-    missing = agent.load_state_dict(state, strict=False)
-    if missing.unexpected_keys or [k for k in missing.missing_keys if not k.startswith("critic.")]:
-        raise KinesisNeuroError(f"{path / WEIGHTS}: weights do not fit the network in {CONFIG} ({missing})")
-    agent.eval()
-    return Policy(agent, config["env"], str(path))
+    for file in (path / CONFIG, path / WEIGHTS):
+        if not file.is_file():
+            raise DataFormatError(f"{file}: " + ("exists, but is not a regular file" if file.exists() else
+                                                 f"missing; a policy folder holds {WEIGHTS} and {CONFIG}"))
+    config = _read_config(path / CONFIG)
+    return Policy(_read_weights(path / WEIGHTS, config["hidden"]), config["env"], str(path))

@@ -11,23 +11,68 @@ state of every environment.
 from __future__ import annotations
 
 import csv
-import json
+import io
+import math
 import os
+import pickle
 import random
 import signal
 import time
-from dataclasses import asdict, dataclass, field
+import warnings
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from kinesis_neuro import storage
 from kinesis_neuro.envs import ImitationConfig, MyoLegsImitationEnv
-from kinesis_neuro.errors import KinesisNeuroError
+from kinesis_neuro.errors import DataFormatError, KinesisNeuroError
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "training_log.csv"
+CONFIG = "config.json"
+RUN_FILES = (CONFIG, CHECKPOINT, LOG)  # a folder holding any of these holds a training run
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def valid_hidden(value) -> bool:
+    """Whether ``value`` is a non-empty list of hidden-layer sizes (integers >= 1)."""
+    return isinstance(value, (list, tuple)) and len(value) > 0 and all(_is_int(v) and v >= 1 for v in value)
+
+
+def check_env(env, where: str) -> None:
+    """Raise ``KinesisNeuroError`` unless ``env`` is a dict of :class:`ImitationConfig` settings."""
+    if not isinstance(env, dict):
+        raise KinesisNeuroError(f"{where} must be a mapping of environment settings, got {type(env).__name__}")
+    known = {f.name for f in fields(ImitationConfig)}
+    unknown = sorted(str(k) for k in env if k not in known)
+    if unknown:
+        raise KinesisNeuroError(f"{where}: unknown environment settings {unknown} (known: {', '.join(sorted(known))})")
+
+
+def _one_line(err: BaseException, limit: int = 240) -> str:
+    """'Type: message' of an exception on one line, shortened to ``limit`` characters (library messages run long)."""
+    text = " ".join(f"{type(err).__name__}: {err}".split()).removesuffix(":")
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def check_finite(tensors: dict, where: str) -> None:
+    """Raise ``DataFormatError`` naming the first tensor of ``tensors`` holding NaN or infinite values."""
+    for key, value in tensors.items():
+        if not isinstance(value, torch.Tensor):
+            raise DataFormatError(f"{where}: {key} is a {type(value).__name__}, not a tensor")
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise DataFormatError(f"{where}: {key} holds NaN or infinite values")
 
 
 @dataclass
@@ -53,6 +98,32 @@ class PPOConfig:
     seed: int = 0
     checkpoint_every: int = 10  # updates
     env: dict = field(default_factory=dict)  # ImitationConfig overrides
+
+    def __post_init__(self) -> None:
+        """Refuse impossible settings with a ``KinesisNeuroError`` naming the setting."""
+        def require(ok: bool, name: str, expected: str) -> None:
+            if not ok:
+                raise KinesisNeuroError(f"PPO setting {name} must be {expected}, got {getattr(self, name)!r}")
+
+        for name in ("total_steps", "workers", "rollout_steps", "epochs", "minibatches", "checkpoint_every"):
+            require(_is_int(getattr(self, name)) and getattr(self, name) >= 1, name, "an integer >= 1")
+        require(self.rollout_steps * self.workers >= 2 * self.minibatches, "minibatches",
+                f"at most rollout_steps x workers / 2 = {self.rollout_steps * self.workers // 2} (2 samples each)")
+        require(_is_int(self.seed) and 0 <= self.seed <= 2**32 - self.workers, "seed",
+                "an integer in [0, 2**32 - workers]")
+        require(valid_hidden(self.hidden), "hidden", "a non-empty list of layer sizes (integers >= 1)")
+        self.hidden = tuple(int(v) for v in self.hidden)
+        for name, low, high, expected in (("learning_rate", 0, None, "> 0"), ("gamma", 0, 1, "in (0, 1]"),
+                                          ("clip", 0, None, "> 0"), ("max_grad_norm", 0, None, "> 0")):
+            value = getattr(self, name)
+            require(_is_number(value) and value > low and (high is None or value <= high), name, f"a number {expected}")
+        for name in ("value_coef", "entropy_coef", "mirror_coef"):
+            require(_is_number(getattr(self, name)) and getattr(self, name) >= 0, name, "a number >= 0")
+        require(_is_number(self.gae_lambda) and 0 <= self.gae_lambda <= 1, "gae_lambda", "a number in [0, 1]")
+        require(_is_number(self.init_log_std), "init_log_std", "a finite number")
+        require(self.target_kl is None or _is_number(self.target_kl) and self.target_kl > 0, "target_kl",
+                "None or a number > 0")
+        check_env(self.env, "PPO setting env")
 
 
 class RunningNorm(nn.Module):
@@ -209,10 +280,15 @@ def _worker_main(pipe, env_config: dict, seed: int, hidden, init_log_std: float)
             elif command == "get_state":
                 result = worker.state
             else:
-                worker.state = argument
+                try:
+                    worker.state = argument
+                except Exception as err:  # the state comes from a checkpoint file
+                    raise KinesisNeuroError(f"the saved environment state does not fit ({_one_line(err)})") from err
                 result = None
             pipe.send(("ok", result))
-    except Exception as err:  # report to the learner instead of dying silently
+    except (KinesisNeuroError, OSError) as err:  # the user's to fix (a bad motion, an unreadable file): one line
+        pipe.send(("user-error", str(err)))
+    except Exception as err:  # a bug: report it with its traceback to the learner instead of dying silently
         import traceback
 
         pipe.send(("error", f"{type(err).__name__}: {err}\n{traceback.format_exc()}"))
@@ -233,13 +309,19 @@ class WorkerPool:
             process.start()
             self.pipes.append(parent)
             self.processes.append(process)
-        self.mirror_maps = self._gather()[0]  # (obs index, obs sign, action index)
+        try:  # each worker builds its environment: a bad motion or setting fails here
+            self.mirror_maps = self._gather()[0]  # (obs index, obs sign, action index)
+        except BaseException:
+            self.close()
+            raise
         self.n_obs, self.n_act = len(self.mirror_maps[0]), len(self.mirror_maps[2])
 
     def _gather(self) -> list:
         results = []
         for pipe in self.pipes:
             status, value = pipe.recv()
+            if status == "user-error":
+                raise KinesisNeuroError(value)
             if status == "error":
                 raise KinesisNeuroError(f"rollout worker failed: {value}")
             results.append(value)
@@ -262,7 +344,10 @@ class WorkerPool:
     def close(self) -> None:
         for pipe, process in zip(self.pipes, self.processes):
             if process.is_alive():
-                pipe.send(("close", None))
+                try:
+                    pipe.send(("close", None))
+                except BrokenPipeError:  # a worker that failed is exiting
+                    pass
             process.join(timeout=10)
 
 
@@ -288,41 +373,82 @@ def _to_numpy(obj):
 
 
 def save_checkpoint(path: Path, payload: dict) -> None:
-    """Write atomically: a temporary file in the same folder, then rename over the old checkpoint."""
-    tmp = path.with_suffix(".tmp")
-    torch.save(_to_tensors(payload), tmp)
-    os.replace(tmp, path)
+    """Write atomically (:func:`storage.write_bytes`): the old checkpoint stays until the new one is complete."""
+    buffer = io.BytesIO()
+    torch.save(_to_tensors(payload), buffer)
+    storage.write_bytes(buffer.getbuffer(), path)
 
 
 def load_checkpoint(path: Path) -> dict:
-    """A checkpoint written by :func:`save_checkpoint` (tensors and plain data only: no code runs)."""
+    """A checkpoint written by :func:`save_checkpoint`, checked for its keys (``config``, ``agent``, ``update``,
+    ``global_step``) and finite weights. Only tensors and plain data are unpickled: a file holding anything
+    else is refused unloaded, so no code in it runs."""
+    path = Path(path)
+    if not path.is_file():
+        raise KinesisNeuroError(f"{path}: {'not a regular file' if path.exists() else 'no such file'}; "
+                                "expected a training checkpoint")
+    not_ours = f"{path}: not a kinesis-neuro training checkpoint"
     try:
-        return torch.load(path, weights_only=True)
-    except (OSError, RuntimeError, EOFError) as err:
-        raise KinesisNeuroError(f"{path}: cannot load the training checkpoint ({err})") from err
+        with warnings.catch_warnings():  # torch warns about pickle protocols of foreign files
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, weights_only=True)
+    except OSError:
+        raise
+    except Exception as err:  # torch raises RuntimeError, EOFError, KeyError, ... for truncated or foreign files
+        if isinstance(err, pickle.UnpicklingError):  # torch cannot tell garbage from foreign objects here
+            raise DataFormatError(f"{not_ours} (corrupt, or it holds objects other than tensors and plain data, "
+                                  "refused unloaded since loading them could run code)") from err
+        raise DataFormatError(f"{not_ours} (corrupt, truncated or of another format: {_one_line(err, 120)})") \
+            from err
+    if not isinstance(ckpt, dict):
+        raise DataFormatError(f"{not_ours} (it holds a {type(ckpt).__name__}, not the dict a checkpoint is)")
+    missing = [k for k in ("config", "agent", "update", "global_step") if k not in ckpt]
+    if missing:
+        raise DataFormatError(f"{not_ours} (it lacks {', '.join(missing)})")
+    if not (isinstance(ckpt["config"], dict) and isinstance(ckpt["agent"], dict) and _is_int(ckpt["update"])
+            and _is_int(ckpt["global_step"]) and ckpt["update"] >= 0 and ckpt["global_step"] >= 0):
+        raise DataFormatError(f"{not_ours} (config and agent must be dicts, update and global_step integers >= 0)")
+    check_finite(ckpt["agent"], f"{path}: agent")
+    return ckpt
+
+
+def checkpoint_config(ckpt: dict, path: Path, **changes) -> PPOConfig:
+    """The :class:`PPOConfig` a checkpoint (from ``path``) was trained with, with ``changes`` applied."""
+    unknown = sorted(set(ckpt["config"]) - {f.name for f in fields(PPOConfig)})
+    if unknown:
+        raise DataFormatError(f"{path}: unknown PPO settings {unknown} in the checkpoint's config")
+    try:
+        return PPOConfig(**{**ckpt["config"], **changes})
+    except KinesisNeuroError as err:
+        raise DataFormatError(f"{path}: {err}") from err
 
 
 def truncate_log(path: Path, update: int) -> None:
-    """Drop the rows of updates after ``update`` from a training log: a run killed between checkpoints
-    logged updates that its resumption computes again."""
+    """Drop the rows of updates after ``update`` from a training log (rewritten atomically): a run killed
+    between checkpoints logged updates that its resumption computes again."""
     lines = path.read_text().splitlines(keepends=True)
-    kept = lines[:1] + [line for line in lines[1:] if int(line.split(",", 1)[0]) <= update]
+    try:
+        kept = lines[:1] + [line for line in lines[1:] if int(line.split(",", 1)[0]) <= update]
+    except ValueError as err:
+        raise DataFormatError(f"{path}: not a training log (a row does not start with an update number: {err})") \
+            from err
     if len(kept) < len(lines):
-        path.write_text("".join(kept))
+        storage.write_text("".join(kept), path)
 
 
 def _add_log_columns(path: Path, columns: list[str]) -> list[str]:
-    """The header of an existing training log, extended (file rewritten, earlier rows left empty there) with
-    the ``columns`` it lacks: a log begun by an older kinesis-neuro that logged fewer statistics."""
+    """The header of an existing training log, extended (file rewritten atomically, earlier rows left empty there)
+    with the ``columns`` it lacks: a log begun by an older kinesis-neuro that logged fewer statistics."""
     with open(path, newline="") as fh:
         reader = csv.DictReader(fh)
         rows, header = list(reader), list(reader.fieldnames or [])
     missing = [c for c in columns if c not in header]
     if missing:
-        with open(path, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=header + missing)
-            writer.writeheader()
-            writer.writerows(rows)
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=header + missing)
+        writer.writeheader()
+        writer.writerows(rows)
+        storage.write_text(text.getvalue(), path)
     return header + missing
 
 
@@ -345,12 +471,38 @@ def training_summary(log_path, update: int | None = None) -> dict:
             "median_samples_per_s": float(log["samples_per_s"].median())}
 
 
-class Trainer:
-    """One PPO run writing into ``out`` (config, checkpoint, CSV log)."""
+def describe_run(out: Path) -> str:
+    """Progress of the training run in ``out`` for messages: 'update N, M samples' (checkpoint, else log)."""
+    if (out / CHECKPOINT).is_file():
+        try:
+            ckpt = load_checkpoint(out / CHECKPOINT)
+        except KinesisNeuroError:
+            return "an unreadable checkpoint"
+        return f"update {ckpt['update']}, {ckpt['global_step']} samples"
+    if (out / LOG).is_file():
+        try:
+            summary = training_summary(out / LOG)
+        except (KinesisNeuroError, ValueError, KeyError, OSError):  # pandas' parser errors are ValueErrors
+            return "an unreadable training log, no checkpoint"
+        return f"update {summary['updates']}, {summary['samples']} samples logged, no checkpoint"
+    return "no checkpoint yet"
 
-    def __init__(self, config: PPOConfig, out: str | Path, resume: bool = False):
+
+class Trainer:
+    """One PPO run writing into ``out`` (``config.json``, checkpoint, CSV log).
+
+    A folder already holding a run is refused unless ``resume`` (continue from its checkpoint) or ``overwrite``
+    (replace it) is given. Everything (settings, checkpoint, environment and motion, which the workers build)
+    is checked before the folder is touched: then ``config.json`` is written (atomically) and, for a new run,
+    an earlier run's checkpoint and log are removed; other files in the folder (an exported policy) stay.
+    """
+
+    def __init__(self, config: PPOConfig, out: str | Path, resume: bool = False, overwrite: bool = False):
         self.out = Path(out)
-        self.out.mkdir(parents=True, exist_ok=True)
+        if resume and overwrite:
+            raise KinesisNeuroError("--resume continues a run and --overwrite replaces it: give one of them")
+        if self.out.exists() and not self.out.is_dir():
+            raise KinesisNeuroError(f"{self.out}: exists and is not a folder; give a run folder")
         checkpoint = None
         if resume:
             if not (self.out / CHECKPOINT).exists():
@@ -359,24 +511,32 @@ class Trainer:
             if "workers" not in checkpoint:
                 raise KinesisNeuroError(f"{self.out / CHECKPOINT}: written by an older kinesis-neuro whose environment "
                                         "differs (action mapping, reference height); start a new run")
-            saved = dict(checkpoint["config"])
-            saved["total_steps"] = config.total_steps  # the only setting a resumed run may change
-            saved["hidden"] = tuple(saved["hidden"])
-            config = PPOConfig(**saved)
+            # total_steps is the only setting a resumed run may change
+            config = checkpoint_config(checkpoint, self.out / CHECKPOINT, total_steps=config.total_steps)
+        elif not overwrite and any((self.out / name).exists() for name in RUN_FILES):
+            raise KinesisNeuroError(f"{self.out} already holds a training run ({describe_run(self.out)}); "
+                                    "continue it with --resume or replace it with --overwrite")
         self.config = config
-        (self.out / "config.json").write_text(json.dumps(asdict(config), indent=2))
         os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the workers: one thread each
         torch.set_num_threads(os.cpu_count() or 1)  # the learner runs while the workers wait
         self._seed(config.seed)
         self.workers = WorkerPool(config.workers, config.env, config.seed, config.hidden, config.init_log_std)
-        self.agent = ActorCritic(self.workers.n_obs, self.workers.n_act, config.hidden, config.init_log_std)
-        self.optimizer = torch.optim.Adam(self.agent.parameters(), lr=config.learning_rate, eps=1e-5)
-        obs_index, obs_sign, action_index = self.workers.mirror_maps
-        self._mirror = (torch.as_tensor(obs_index), torch.as_tensor(obs_sign, dtype=torch.float32),
-                        torch.as_tensor(action_index))
-        self.update, self.global_step = 0, 0
-        if checkpoint is not None:
-            self._restore(checkpoint)
+        try:
+            self.agent = ActorCritic(self.workers.n_obs, self.workers.n_act, config.hidden, config.init_log_std)
+            self.optimizer = torch.optim.Adam(self.agent.parameters(), lr=config.learning_rate, eps=1e-5)
+            obs_index, obs_sign, action_index = self.workers.mirror_maps
+            self._mirror = (torch.as_tensor(obs_index), torch.as_tensor(obs_sign, dtype=torch.float32),
+                            torch.as_tensor(action_index))
+            self.update, self.global_step = 0, 0
+            if checkpoint is not None:
+                self._restore(checkpoint)
+            storage.write_json(asdict(config), self.out / CONFIG)
+            if checkpoint is None:  # a new run: an overwritten run's checkpoint and log go now
+                for name in (CHECKPOINT, LOG):
+                    (self.out / name).unlink(missing_ok=True)
+        except BaseException:
+            self.workers.close()
+            raise
         self.stop_requested = False
 
     @staticmethod
@@ -401,13 +561,21 @@ class Trainer:
         return path
 
     def _restore(self, ckpt: dict) -> None:
+        """Networks, optimizer, RNGs and environments from a checkpoint of ``self.out``; a ``DataFormatError``
+        when its contents do not fit the run its config describes."""
+        try:
+            if len(ckpt["workers"]) != self.config.workers:
+                raise ValueError(f"{len(ckpt['workers'])} worker states for {self.config.workers} workers")
+            self.agent.load_state_dict(ckpt["agent"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            torch.set_rng_state(ckpt["rng"]["torch"])
+            np.random.set_state(("MT19937", ckpt["rng"]["numpy"].numpy(), ckpt["rng"]["numpy_pos"], 0, 0.0))
+            random.setstate((3, tuple(int(v) for v in ckpt["rng"]["python"]), None))
+            self.workers.set_states(_to_numpy(ckpt["workers"]))
+        except (KinesisNeuroError, KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as err:
+            raise DataFormatError(f"{self.out / CHECKPOINT}: does not fit the run its config describes "
+                                  f"({err if isinstance(err, KinesisNeuroError) else _one_line(err)})") from err
         self.update, self.global_step = int(ckpt["update"]), int(ckpt["global_step"])
-        self.agent.load_state_dict(ckpt["agent"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        np.random.set_state(("MT19937", ckpt["rng"]["numpy"].numpy(), ckpt["rng"]["numpy_pos"], 0, 0.0))
-        random.setstate((3, tuple(int(v) for v in ckpt["rng"]["python"]), None))
-        self.workers.set_states(_to_numpy(ckpt["workers"]))
 
     # -- one PPO iteration --------------------------------------------------------------------------
     def collect(self) -> tuple[dict, dict]:
@@ -505,7 +673,7 @@ class Trainer:
         bar = tqdm(total=c.total_steps, initial=min(self.global_step, c.total_steps), unit="step",
                    disable=not progress, dynamic_ncols=True)
         try:
-            with open(log_path, "w" if new_log else "a", newline="") as fh:
+            with ExitStack() as files:  # the log opens at the first row, once an older log has its columns
                 writer = None
                 while self.global_step < c.total_steps and not self.stop_requested:
                     started = time.time()
@@ -524,6 +692,7 @@ class Trainer:
                     history.append(row)
                     if writer is None:
                         columns = list(row) if new_log else _add_log_columns(log_path, list(row))
+                        fh = files.enter_context(open(log_path, "w" if new_log else "a", newline=""))
                         writer = csv.DictWriter(fh, fieldnames=columns)
                         if new_log:
                             writer.writeheader()
