@@ -8,23 +8,32 @@ import torch
 import xarray as xr
 
 from kinesis_neuro.envs.recorder import EpisodeRecorder
+from kinesis_neuro.errors import KinesisNeuroError
 from kinesis_neuro.policies import Policy
 from kinesis_neuro.record import Recording
 
 
 def rollout(policy: Policy, *, episodes: int = 10, seed: int = 0, deterministic: bool = True, ablate=(),
-            weaken: dict | None = None, record: bool = True, progress: bool = True,
-            **env_overrides) -> tuple[pd.DataFrame, Recording | None]:
+            weaken: dict | None = None, record: bool = True, progress: bool = True, start_noise: float = 0.0,
+            noise_seed: int = 0, **env_overrides) -> tuple[pd.DataFrame, Recording | None]:
     """Run ``episodes`` seeded episodes (random start phases); returns per-episode metrics and, with
-    ``record``, one Recording of all episodes one after another (variable ``episode`` over time)."""
+    ``record``, one Recording of all episodes one after another (variable ``episode`` over time).
+
+    ``start_noise``: std of Gaussian noise added to each start state's qpos and qvel (their own units: m,
+    rad, m/s, rad/s), seeded by ``(noise_seed, episode seed)``; a tiny value (1e-9) shows how far the
+    numbers move when another CPU rounds differently. 0 leaves the start states exact.
+    """
     from tqdm.auto import tqdm
 
+    if episodes < 1:
+        raise KinesisNeuroError(f"episodes must be at least 1, got {episodes}")
     env = policy.make_env(ablate=tuple(ablate), weaken=dict(weaken or {}), **env_overrides)
     generator = torch.Generator().manual_seed(seed)
     rows, recordings = [], []
     for k in tqdm(range(episodes), desc="episodes", disable=not progress):
         env.recorder = EpisodeRecorder() if record else None
-        obs, _ = env.reset(seed=seed + k)
+        noise = {"start_noise": start_noise, "noise_seed": [noise_seed, seed + k]}
+        obs, _ = env.reset(seed=seed + k, options=noise)
         errors, done, terminated = [], False, False
         while not done:
             obs, _, terminated, truncated, info = env.step(policy.act(obs, deterministic, generator))

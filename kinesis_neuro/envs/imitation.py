@@ -157,6 +157,10 @@ class MyoLegsImitationEnv(gym.Env):
 
     # -- Gymnasium API -------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """Start at a reference frame (``options["start"]``, else a random phase). ``options["start_noise"]``
+        (default 0): std of Gaussian noise added to every start qpos and qvel entry, in their own units (m, rad,
+        m/s, rad/s), drawn from ``numpy.random.default_rng(options["noise_seed"])`` (default 0); it stands in
+        for the last-bit differences another CPU makes in a chaotic rollout."""
         super().reset(seed=seed)
         options = options or {}
         self._start = int(options.get("start", self.np_random.integers(self.n_start_phases)))
@@ -164,6 +168,13 @@ class MyoLegsImitationEnv(gym.Env):
         d = self.data
         mujoco.mj_resetData(self.model, d)
         d.qpos[:], d.qvel[:] = self.reference.qpos[self._start], self.reference.qvel[self._start]
+        noise = options.get("start_noise", 0.0)
+        if not noise >= 0.0:
+            raise KinesisNeuroError(f"start_noise must be a std >= 0, got {noise}")
+        if noise > 0.0:
+            rng = np.random.default_rng(options.get("noise_seed", 0))
+            d.qpos[:] += rng.normal(0.0, noise, self.model.nq)
+            d.qvel[:] += rng.normal(0.0, noise, self.model.nv)
         mujoco.mj_forward(self.model, d)
         self._sense()
         self.last_tracking_error = 0.0
