@@ -509,7 +509,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"kinesis-neuro: warning: {message}", file=file or sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    warnings.showwarning = _show_warning  # one line per warning, like the errors
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "datasets" and args.action != "list" and not args.name:

@@ -22,6 +22,14 @@ ROOT_JOINT = "root"
 FLOOR_HEIGHT = 0.0  # m, height of the infinite floor made by load_model(infinite_floor=True)
 
 
+def _mujoco_warning(message: str) -> None:
+    """MuJoCo's warnings as Python warnings (instead of stderr text and a MUJOCO_LOG.TXT in the working folder)."""
+    warnings.warn(f"MuJoCo: {message.strip()}", RuntimeWarning, stacklevel=2)
+
+
+mujoco.set_mju_user_warning(_mujoco_warning)
+
+
 def load_spec(*, infinite_floor: bool = True) -> mujoco.MjSpec:
     """The MyoLegs ``MjSpec``; ``infinite_floor`` replaces the finite platform by an infinite plane at z = 0."""
     from myo_sim.build.compose import build_spec

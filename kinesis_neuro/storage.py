@@ -81,10 +81,13 @@ def write_bytes(data: bytes | memoryview, path: str | os.PathLike) -> Path:
     """Write ``data`` to ``path`` atomically (flushed to disk before the rename); returns the path."""
     path = Path(path)
     with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as err:  # name the output, not the temporary file
+            raise OSError(err.errno, err.strerror, str(path)) from err
     return path
 
 
