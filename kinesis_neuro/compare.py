@@ -106,7 +106,8 @@ def human_cycles(source, *, side: str = "right", n_points: int = 101, split=None
     cycle timings); ``activation_dynamics`` passes the envelope through the muscles' activation
     dynamics first (the lag between EMG and activation). Already time-normalised data (musclesyneRgies
     SYNS or FILT_EMG, recognised by the R object inside, whatever the file's name) need the
-    stance/swing grid ``split=(100, 100)``.
+    stance/swing grid ``split=(100, 100)``; cycle tables on an even grid (Falisse et al.'s ``.mat``) are
+    compared on their own grid (``n_points`` ignored), with only the cycles recorded in every channel.
     """
     from kinesis_neuro import datasets
     from kinesis_neuro.emg.presets import musclesynergies_cycles, process
@@ -117,15 +118,24 @@ def human_cycles(source, *, side: str = "right", n_points: int = 101, split=None
     card = datasets.get(name) if datasets.is_dataset_spec(text) else None
     entry = card.file(filename or None) if card else None
     signal = emg.read(source, data_dir=data_dir)
+    if signal.attrs.get("side") in ("right", "left") and signal.attrs["side"] != side:
+        raise ProcessingError(f"{text}: EMG of the {signal.attrs['side']} leg, but the comparison is for the "
+                              f"{side} leg (--side)")
     if "time" not in signal.dims:  # (subject or cycle, phase, channel)
-        if tuple(split or ()) != (100, 100):
+        stance_swing = str(signal.attrs.get("phase_definition", "")).startswith("stance")
+        if stance_swing and tuple(split or ()) != (100, 100):
             raise ProcessingError(f"{text}: holds cycles already normalised to 100 stance + 100 swing points; "
                                   "compare on that grid (--phase-points 100,100)")
+        if not stance_swing and split is not None:
+            raise ProcessingError(f"{text}: holds cycles on an even grid of {signal.sizes['phase']} points from heel "
+                                  "strike to heel strike; compare without a stance/swing split")
         cycles = signal
+        if "valid" in cycles.coords:  # a cycle table with cycles missing per channel: never imputed
+            from kinesis_neuro.io.matlab import valid_cycles
+
+            cycles = valid_cycles(cycles).drop_vars("valid")
+            cycles.attrs["cycles_used"] = f"{cycles.sizes['cycle']} cycles recorded in every channel"
     else:
-        if signal.attrs.get("side") in ("right", "left") and signal.attrs["side"] != side:
-            raise ProcessingError(f"{text}: EMG of the {signal.attrs['side']} leg, but the comparison is for the "
-                                  f"{side} leg (--side)")
         if preset is None:
             preset = ("musclesynergies" if entry is not None and name == "musclesynergies" else
                       "processed" if entry is not None and entry.meta.get("processing") else "default")

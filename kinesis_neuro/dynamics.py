@@ -7,7 +7,9 @@ the coupled knee/patella dofs are projected onto the independent joints (``G.T @
 
 from __future__ import annotations
 
+import json
 import os
+import re
 
 import mujoco
 import numpy as np
@@ -25,43 +27,171 @@ TIME_TOLERANCE = 1e-6  # s: GRF ending this close to the motion's last frame sti
 
 
 def grf_from_opensim(source: str | os.PathLike = "moco-walk/grf_walk.mot", *, data_dir=None,
-                     threshold: float = 20.0) -> xr.Dataset:
-    """Ground reaction forces of both feet (OpenSim ``ground_force_{r,l}_v*/p*``, ``ground_torque_*``)
+                     threshold: float = 20.0, feet: dict[str, str] | None = None) -> xr.Dataset:
+    """Ground reaction forces of both feet from an OpenSim GRF file (``.mot``, or a ``.mat`` struct of one)
     expressed in the MuJoCo world frame: ``force`` (N), ``point`` (m) and ``torque`` (N m), dims
-    ``(time, side, axis)``. Below ``threshold`` N of vertical force a foot's loads are set to zero.
-    Forces beyond ±1e5 N, moments beyond ±1e5 N m and a loaded foot's centre of pressure beyond
-    ±100 m are refused (:data:`kinesis_neuro.io.common.LIMITS`)."""
-    from kinesis_neuro import emg
+    ``(time, side, axis)``. Columns and ``feet`` as in :func:`kinesis_neuro.gait.grf_columns`
+    (``ground_force_r_vy``, ``R_ground_force_vy``, numbered plates). Below ``threshold`` N of vertical
+    force a foot's loads are set to zero. Forces beyond ±1e5 N, moments beyond ±1e5 N m and a loaded
+    foot's centre of pressure beyond ±100 m are refused (:data:`kinesis_neuro.io.common.LIMITS`)."""
+    from kinesis_neuro import emg, gait
 
     grf = emg.read(source, data_dir=data_dir)
-    out = {}
-    for key, prefix, quantity in (("force", "ground_force_{s}_v", "force"),
-                                  ("point", "ground_force_{s}_p", "centre of pressure"),
-                                  ("torque", "ground_torque_{s}_", "moment")):
+    columns = gait.grf_columns(grf, feet)
+    loads = {}
+    for key, quantity in (("force", "force"), ("point", "centre of pressure"), ("torque", "moment")):
         per_side = []
-        for s in ("r", "l"):
-            names = [prefix.format(s=s) + a for a in AXES]
-            missing = [n for n in names if n not in grf.channel.values]
-            if missing:
-                raise DataFormatError(f"{grf.attrs['source']}: GRF columns {missing} missing (OpenSim naming expected)")
-            foot_loaded = (grf.sel(channel=f"ground_force_{s}_vy").values[:, None] > threshold  # OpenSim y up
+        for side in ("right", "left"):
+            names = columns[side][key]
+            foot_loaded = (grf.sel(channel=columns[side]["force"][1]).values[:, None] > threshold  # OpenSim y up
                            if key == "point" else None)
             check_values(grf.sel(channel=names), quantity, where=foot_loaded)
             per_side.append(grf.sel(channel=names).values @ OPENSIM_TO_MUJOCO.T)
-        out[key] = (("time", "side", "axis"), np.stack(per_side, axis=1))
-    ds = xr.Dataset(out, coords={"time": grf.time.values, "side": ["right", "left"], "axis": list(AXES)})
+        loads[key] = np.stack(per_side, axis=1)
+    return _grf_dataset(grf.time.values, loads, threshold, source=grf.attrs["source"],
+                        columns=json.dumps(columns))
+
+
+def _grf_dataset(time: np.ndarray, loads: dict[str, np.ndarray], threshold: float, **attrs) -> xr.Dataset:
+    """``force``/``point``/``torque`` arrays (time, side, axis; MuJoCo world frame) as the GRF Dataset: loads
+    below ``threshold`` N vertical zeroed, the centre of pressure of an unloaded foot held at its nearest
+    loaded value (interpolating in time near a heel strike or toe-off never mixes in a far-away point)."""
+    ds = xr.Dataset({k: (("time", "side", "axis"), v) for k, v in loads.items()},
+                    coords={"time": time, "side": ["right", "left"], "axis": list(AXES)})
     loaded = (ds.force.sel(axis="z") > threshold)
     ds["force"] = ds.force.where(loaded, 0.0)
     ds["torque"] = ds.torque.where(loaded, 0.0)
-    # unloaded CoP values are meaningless: hold the nearest loaded one, so interpolating in time
-    # near a heel strike or toe-off never mixes in a far-away point
     point = ds.point.where(loaded).transpose("time", "side", "axis")
     held = pd.DataFrame(point.values.reshape(len(ds.time), -1)).ffill().bfill().fillna(0.0).to_numpy()
     ds["point"] = point.copy(data=held.reshape(point.shape))
     for name, units in (("force", "N"), ("point", "m"), ("torque", "N m")):
         ds[name].attrs["units"] = units
-    ds.attrs.update(source=grf.attrs["source"], frame="MuJoCo world: z up, walking along -y", threshold_n=threshold)
+    ds.attrs.update(attrs, frame="MuJoCo world: z up, walking along -y", threshold_n=threshold)
     return ds
+
+
+# markers on a foot: side letter, optional "." or "_", then heel, calcaneus, malleolus, ankle, toe or metatarsal
+FOOT_MARKER = re.compile(r"^(?P<side>[RL])[._]?(HEE|HEEL|CAL|LMAL|MMAL|ANK|TOE|MT[1-5]|P[1-5]MT|MT[1-5]H)$",
+                         re.IGNORECASE)
+CONTACT_TOLERANCE = 0.1  # s: without foot markers, a heel strike this close to a contact's start names its foot
+MIN_CONTACT_S = 0.05  # s: loads or gaps shorter than this on a plate are noise, not a contact or a lift
+
+
+def grf_from_c3d(source: str | os.PathLike, *, data_dir=None, threshold: float = 20.0,
+                 lab_to_ground=None) -> xr.Dataset:
+    """Ground reaction forces of both feet from a C3D file's force plates, in the layout and frame of
+    :func:`grf_from_opensim` (``force`` N, ``point`` m, ``torque`` N m; ``(time, side, axis)``, MuJoCo world).
+
+    Each contact (a run of vertical force above ``threshold`` N on one plate) goes to the foot whose
+    markers (:data:`FOOT_MARKER`: heel, ankle, toes...) lie nearest its centre of pressure, or, in a file
+    without foot markers, to the side of the C3D heel strike within :data:`CONTACT_TOLERANCE` s of its start.
+    A foot on two plates at once gets their summed force at the combined centre of pressure. The lab frame
+    becomes OpenSim's ground frame by ``lab_to_ground`` (3 x 3, rows: ground x, y, z in lab coordinates,
+    e.g. ``attrs["lab_to_ground"]`` of the marker IK of the same trial); by default ground y is the lab axis
+    the plates' forces push along and x the markers' horizontal direction of travel. The rotation used
+    (JSON) and each contact's plate, times and foot are in ``attrs``.
+    """
+    from kinesis_neuro.emg.read import source_path
+    from kinesis_neuro.io.c3d import read_c3d_events, read_c3d_markers, read_c3d_plates
+
+    path = source_path(source, data_dir)
+    plates = read_c3d_plates(path, threshold)
+    markers = read_c3d_markers(path)
+    rotation = (_c3d_lab_to_ground(path, plates, markers) if lab_to_ground is None
+                else np.asarray(lab_to_ground, dtype=float))
+    to_world = OPENSIM_TO_MUJOCO @ rotation
+    force, point, torque = (plates[k].transpose("time", "plate", "axis").values @ to_world.T
+                            for k in ("force", "point", "torque"))
+    contacts = _plate_contacts(path, plates.time.values, force[..., 2], point, markers, to_world, threshold)
+    unassigned = [c for c in contacts if c["side"] is None]
+    if unassigned:
+        strikes = read_c3d_events(path)
+        strikes = strikes[strikes.event == "heel_strike"]
+        for contact in unassigned:
+            near = strikes[np.abs(strikes.time - contact["start_s"]) <= CONTACT_TOLERANCE]
+            if len(near) != 1 or near.side.iloc[0] not in ("right", "left"):
+                raise DataFormatError(f"{path}: cannot tell which foot stood on plate {contact['plate']} at "
+                                      f"{contact['start_s']:.3f} s: no foot marker seen then, and {len(near)} heel "
+                                      f"strike(s) with a side within {CONTACT_TOLERANCE:g} s")
+            contact["side"], contact["by"] = str(near.side.iloc[0]), "heel-strike event"
+    loads = {k: np.zeros((len(plates.time), 2, 3)) for k in ("force", "point", "torque")}
+    for k, side in enumerate(("right", "left")):
+        on = np.zeros(force.shape[:2], bool)
+        for c in (c for c in contacts if c["side"] == side):
+            on[c["first"]:c["last"] + 1, c["plate"] - 1] = True
+        loads["force"][:, k], loads["point"][:, k], loads["torque"][:, k] = _combined(force, point, torque, on)
+    return _grf_dataset(plates.time.values, loads, threshold, source=str(path),
+                        lab_to_ground=json.dumps(rotation.tolist()),
+                        contacts=json.dumps([{k: v for k, v in c.items() if k not in ("first", "last")}
+                                             for c in contacts]))
+
+
+def _c3d_lab_to_ground(path, plates: xr.Dataset, markers: xr.DataArray) -> np.ndarray:
+    """Rows: OpenSim ground x (horizontal direction of travel), y (up: along the plates' mean force), z."""
+    total = plates.force.sum("plate").transpose("time", "axis").values
+    mean = total[np.linalg.norm(total, axis=1) > 0].mean(axis=0) if total.any() else np.zeros(3)
+    axis = int(np.argmax(np.abs(mean)))
+    up = np.eye(3)[axis] * np.sign(mean[axis] or 1.0)
+    steps = np.diff(markers.transpose("time", "marker", "axis").values, axis=0)
+    moved = np.isfinite(steps).all(axis=2)  # markers seen in both frames: no jump when others appear or vanish
+    travel = np.where(moved[..., None], steps, 0.0).sum(axis=(0, 1)) / max(1, int(moved.any(axis=0).sum()))
+    travel -= up * (travel @ up)
+    if np.linalg.norm(travel) < 0.1:
+        raise DataFormatError(f"{path}: the markers travel {np.linalg.norm(travel):.3f} m horizontally; cannot find "
+                              "the direction of walking: pass lab_to_ground")
+    x = travel / np.linalg.norm(travel)
+    return np.array([x, up, np.cross(x, up)])
+
+
+def _plate_contacts(path, time, vertical, point, markers, to_world, threshold) -> list[dict]:
+    """Runs of ``vertical`` (time, plate) above ``threshold`` (runs and gaps under :data:`MIN_CONTACT_S`
+    ignored), each with the side whose foot markers lie nearest (horizontally) its mean centre of
+    pressure (``side`` None when no foot marker is seen during it)."""
+    from kinesis_neuro import gait
+
+    feet = {}
+    for side in ("right", "left"):
+        names = [str(m) for m in markers.marker.values if (match := FOOT_MARKER.match(str(m)))
+                 and match["side"].upper() == side[0].upper()]
+        if names:
+            feet[side] = markers.sel(marker=names).mean("marker").transpose("time", "axis")
+    contacts = []
+    for plate in range(vertical.shape[1]):
+        on = gait._debounce(vertical[:, plate] > threshold, time, MIN_CONTACT_S)
+        loaded = np.r_[False, on, False].astype(int)
+        for first, stop in zip(np.flatnonzero(np.diff(loaded) == 1), np.flatnonzero(np.diff(loaded) == -1)):
+            cop = point[first:stop, plate].mean(axis=0)
+            window = slice(time[first], time[stop - 1])
+            distance = {}
+            for side, foot in feet.items():
+                seen = foot.sel(time=window).values
+                seen = seen[np.isfinite(seen).all(axis=1)]
+                if len(seen):
+                    distance[side] = float(np.linalg.norm((seen.mean(axis=0) @ to_world.T - cop)[:2]))
+            contacts.append({"plate": plate + 1, "start_s": float(time[first]), "end_s": float(time[stop - 1]),
+                             "side": min(distance, key=distance.get) if distance else None,
+                             "by": "nearest foot markers" if distance else "", "first": int(first),
+                             "last": int(stop - 1)})
+    if not contacts:
+        raise DataFormatError(f"{path}: no force plate carries more than {threshold:g} N")
+    return contacts
+
+
+def _combined(force, point, torque, on) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One foot's load from the plates (time, plate, 3; MuJoCo world, z up) where ``on`` (time, plate):
+    summed force, centre of pressure and free moment of the summed moment about the origin."""
+    f = np.where(on[..., None], force, 0.0)
+    moment = (np.cross(point, f) + np.where(on[..., None], torque, 0.0)).sum(axis=1)
+    total = f.sum(axis=1)
+    fz = total[:, 2]
+    ok = fz > 0
+    height = np.divide((f[..., 2] * point[..., 2]).sum(axis=1), fz, out=np.zeros_like(fz), where=ok)
+    cop = np.zeros_like(total)
+    cop[ok, 0] = (height[ok] * total[ok, 0] - moment[ok, 1]) / fz[ok]
+    cop[ok, 1] = (moment[ok, 0] + height[ok] * total[ok, 1]) / fz[ok]
+    cop[ok, 2] = height[ok]
+    free = np.where(ok[:, None], moment - np.cross(cop, total), 0.0)
+    return total, cop, free
 
 
 def check_coverage(grf: xr.Dataset, time, needed_by: str) -> None:

@@ -8,6 +8,7 @@ DataArrays with ``phase`` in percent of the gait cycle.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -86,27 +87,87 @@ def events_from_force(force, time, *, threshold: float = 20.0, hysteresis: float
     return _events(times, ["heel_strike"] * on.size + ["toe_off"] * off.size, side)
 
 
-def vertical_force_channels(grf: xr.DataArray, up_axis: str = "y") -> dict[str, str]:
-    """Vertical-force channel per side in OpenSim naming (``ground_force_r_vy`` with y up)."""
-    found = {}
-    for name in map(str, grf.channel.values):
-        parts = name.split("_")
-        if name.endswith(f"_v{up_axis}") and "force" in parts and len(parts) >= 2 and parts[-2] in SIDES:
-            found.setdefault(SIDES[parts[-2]], name)
-    if not found:
+# How GRF columns name the foot (OpenSim .mot conventions; the axis letter ends each name):
+#   ground_force_r_vy, ground_force_r_px, ground_torque_r_x   side after the quantity (moco-walk, moco-subject05)
+#   R_ground_force_vy, R_ground_force_px, R_ground_torque_x   side first (rajagopal-run)
+#   ground_force_vy, 1_ground_force_vy, 1_ground_torque_x     numbered plates, not feet (hamner-run, falisse2019):
+#       the foot of each plate comes from ``feet=`` or from the dataset card's ``channels`` table
+GRF_COLUMN = re.compile(r"^(?:(?P<first>[0-9]+|[rRlL])_)?ground_(?P<kind>force|torque)(?:_(?P<after>[rRlL]))?_"
+                        r"(?P<part>[vp]?)(?P<axis>[xyz])$")
+PARTS = {"v": "force", "p": "point", "": "torque"}  # force (N), centre of pressure (m), torque (N m)
+GRF_PARTS = tuple(PARTS.values())
+
+
+def _grf_column(name: str) -> tuple[str, str | None, str] | None:
+    """``(plate, side letter or None, part)`` of a GRF column, e.g. ``R_ground_torque_x`` -> ``("R_ground_force",
+    "R", "torque")``; None for other columns. A plate is named by its force-column stem."""
+    match = GRF_COLUMN.match(name)
+    if not match or (match["kind"] == "torque") != (match["part"] == ""):
+        return None
+    first, after = match["first"], match["after"]
+    plate = (f"{first}_" if first else "") + "ground_force" + (f"_{after}" if after else "")
+    return plate, next((t for t in (first, after) if t and not t.isdigit()), None), PARTS[match["part"]]
+
+
+def _card_feet(grf: xr.DataArray) -> dict[str, str]:
+    """``{side: plate}`` from the registered file's card (``channels``: ``ground_force = "right foot ..."``)."""
+    from kinesis_neuro import datasets
+
+    if "dataset" not in grf.attrs:
+        return {}
+    meta = datasets.get(grf.attrs["dataset"]).file(grf.attrs.get("dataset_file")).meta
+    return {words[0]: plate for plate, text in meta.get("channels", {}).items()
+            if (words := str(text).split())[:2] in (["right", "foot"], ["left", "foot"])}
+
+
+def grf_columns(grf: xr.DataArray, feet: dict[str, str] | None = None,
+                parts=GRF_PARTS) -> dict[str, dict[str, list[str]]]:
+    """GRF column names per foot: ``{"right": {"force": [vx, vy, vz], "point": [px, py, pz], "torque": [x, y,
+    z]}, "left": {...}}`` for the ``parts`` asked (naming: :data:`GRF_COLUMN`). Numbered plates need ``feet``
+    (e.g. ``{"right": "1_ground_force", "left": "ground_force"}``) unless the dataset card says which foot
+    each one carries."""
+    channels = [str(c) for c in grf.channel.values]
+    plates: dict[str, dict[str, list[str]]] = {}
+    labelled = {}
+    for name in channels:
+        if parsed := _grf_column(name):
+            plate, side, part = parsed
+            plates.setdefault(plate, {}).setdefault(part, []).append(name)
+            if side:
+                labelled[SIDES[side.lower()]] = plate
+    feet = {**labelled, **_card_feet(grf), **(feet or {})}
+    source = grf.attrs.get("source", "GRF data")
+    unknown = [s for s in ("right", "left") if feet.get(s) not in plates]
+    if unknown:
         raise DataFormatError(
-            f"{grf.attrs.get('source', 'GRF data')}: no vertical force channel like 'ground_force_r_v{up_axis}' "
-            f"(channels: {[str(c) for c in grf.channel.values]}); pass vertical={{'right': NAME}}"
-        )
-    return found
+            f"{source}: cannot tell which GRF columns belong to the {' and '.join(unknown)} foot (plates: "
+            f"{sorted(plates) or 'none'}; channels: {channels}); name the feet like ground_force_r_vy or "
+            "R_ground_force_vy, or pass feet={'right': PLATE, 'left': PLATE}")
+    out = {}
+    for side in ("right", "left"):
+        found = plates[feet[side]]
+        incomplete = [p for p in parts if len(found.get(p, [])) != 3]
+        if incomplete:
+            raise DataFormatError(f"{source}: the {side} foot's plate {feet[side]} lacks x, y and z columns of "
+                                  f"{incomplete} (has {sorted(n for names in found.values() for n in names)})")
+        out[side] = {p: sorted(found[p], key=lambda n: n[-1]) for p in parts}
+    return out
+
+
+def vertical_force_channels(grf: xr.DataArray, up_axis: str = "y",
+                            feet: dict[str, str] | None = None) -> dict[str, str]:
+    """Vertical-force channel per side (``ground_force_r_vy`` with y up; naming as in :func:`grf_columns`)."""
+    axis = "xyz".index(up_axis)
+    return {side: parts["force"][axis] for side, parts in grf_columns(grf, feet, ("force",)).items()}
 
 
 def events_from_grf(grf: xr.DataArray, *, threshold: float = 20.0, hysteresis: float = 10.0,
                     min_duration: float = 0.05, vertical: dict[str, str] | None = None,
-                    up_axis: str = "y") -> pd.DataFrame:
-    """Events of both feet from a ground-reaction-force DataArray (e.g. OpenSim ``grf_walk.mot``);
-    vertical forces beyond ±1e5 N are refused (:data:`kinesis_neuro.io.common.LIMITS`)."""
-    vertical = vertical or vertical_force_channels(grf, up_axis)
+                    up_axis: str = "y", feet: dict[str, str] | None = None) -> pd.DataFrame:
+    """Events of both feet from a ground-reaction-force DataArray (e.g. OpenSim ``grf_walk.mot``; column
+    naming and ``feet`` as in :func:`grf_columns`); vertical forces beyond ±1e5 N are refused
+    (:data:`kinesis_neuro.io.common.LIMITS`)."""
+    vertical = vertical or vertical_force_channels(grf, up_axis, feet)
     check_values(grf.sel(channel=list(vertical.values())), "force")
     tables = [
         events_from_force(grf.sel(channel=ch).values, grf.time.values, threshold=threshold,

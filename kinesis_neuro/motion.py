@@ -147,23 +147,31 @@ def pelvis_offset_in_root(model: mujoco.MjModel) -> np.ndarray:
     return data.xmat[root_body].reshape(3, 3).T @ offset
 
 
-def from_opensim(source: str | os.PathLike = "moco-walk", *, filter_hz: float | None = 6.0, data_dir=None) -> Motion:
-    """Read OpenSim coordinates (``.sto``/``.mot``, path or registered dataset) as a :class:`Motion`.
+def from_opensim(source: str | os.PathLike = "moco-walk", *, filter_hz: float | None = 6.0, data_dir=None,
+                 knee_convention: str = "auto") -> Motion:
+    """Read OpenSim coordinates (``.sto``/``.mot``, a ``.mat`` struct of one; path or registered dataset)
+    as a :class:`Motion`.
 
-    Rotations given in degrees (``inDegrees=yes``) are converted to rad; see :func:`_in_degrees` for
-    headers that do not say or that contradict the values. Rotations beyond ±4π rad and translations
-    (``*_tx/_ty/_tz``) beyond ±1e4 m are refused (:data:`kinesis_neuro.io.common.LIMITS`). The
-    coordinates are low-passed at ``filter_hz`` (zero phase, odd padding over three cut-off periods, so
-    velocities and accelerations have no edge transients); ``None`` keeps them unfiltered.
+    Only the coordinates MyoLegs has are kept (:data:`MOTION_COORDINATES`: pelvis and legs; lumbar, arm,
+    ``*_beta`` and marker columns are dropped); full state paths (``/jointset/hip_r/hip_flexion_r/value``)
+    are shortened. Rotations given in degrees (``inDegrees=yes``) are converted to rad; see
+    :func:`_in_degrees` for headers that do not say or that contradict the values. Knee angles follow
+    :func:`_knee_sign` (``knee_convention``: ``auto``, ``rajagopal`` or ``gait2392``). Rotations beyond
+    ±4π rad and translations beyond ±1e4 m are refused (:data:`kinesis_neuro.io.common.LIMITS`). Times
+    rounded unevenly (steps varying by more than 1 %) are first resampled onto an even grid (a warned
+    repair). The coordinates are low-passed at ``filter_hz`` (zero phase, odd padding over three cut-off
+    periods, so velocities and accelerations have no edge transients); ``None`` keeps them unfiltered.
     """
     from kinesis_neuro import datasets, emg
 
     if datasets.is_dataset_spec(source):
         name, _, filename = str(source).partition("/")
         filename = filename or next(f for f, e in datasets.get(name).files.items() if e.meta["kind"] == "coordinates")
-        source = datasets.fetch(name, filename, data_dir=data_dir)
-    coords = emg.read(source)
-    coords = coords.drop_sel(channel=[c for c in coords.channel.values if str(c).endswith("_beta")])  # unused, garbage
+        source = f"{name}/{filename}"
+    coords = emg.read(source, data_dir=data_dir)
+    if "time" not in coords.dims:
+        raise DataFormatError(f"{coords.attrs['source']}: holds {coords.dims} tables, not coordinates over time")
+    coords = coords.sel(channel=[c for c in coords.channel.values if str(c) in MOTION_COORDINATES])
     translational = [c for c in coords.channel.values if str(c).endswith(("_tx", "_ty", "_tz"))]
     rotational = [c for c in coords.channel.values if c not in translational]
     in_degrees = _in_degrees(coords.sel(channel=rotational))
@@ -172,13 +180,53 @@ def from_opensim(source: str | os.PathLike = "moco-walk", *, filter_hz: float | 
     check_values(coords.sel(channel=rotational), "angle",
                  hint="" if in_degrees else "; if the angles are in degrees, the header should say inDegrees=yes")
     check_values(coords.sel(channel=translational), "translation")
+    coords, knee = _knee_sign(coords, knee_convention)
+    coords = _even_times(coords)
     if filter_hz:
         coords = emg.lowpass(coords, filter_hz)
     coords = coords.rename(channel="coordinate")
     coords.attrs["units"] = "rad (rotations), m (pelvis_tx/ty/tz)"
-    attrs = {"source": str(source), "sampling_rate": coords.attrs["sampling_rate"], "filter_hz": filter_hz or 0.0,
-             "frame": "OpenSim ground: x forward, y up, z right"}
+    attrs = {"source": coords.attrs["source"], "sampling_rate": coords.attrs["sampling_rate"],
+             "filter_hz": filter_hz or 0.0, "frame": "OpenSim ground: x forward, y up, z right",
+             "knee_convention": knee}
     return Motion(coords, attrs)
+
+
+MOTION_COORDINATES = (*PELVIS_ANGLES, *PELVIS_TRANSLATION, *mdl.LEG_JOINTS)
+KNEES = ("knee_angle_r", "knee_angle_l")
+EVEN_STEPS = 0.01  # time steps varying by more than this fraction of the median are uneven
+
+
+def _knee_sign(coords: xr.DataArray, convention: str) -> tuple[xr.DataArray, str]:
+    """Knee angles in MyoLegs' (= Rajagopal's) convention, flexion positive (0 to 120 deg). gait2392 models
+    (hamner-run, falisse2019) count flexion negative: their knee angles are negated. ``auto`` takes a file
+    whose knee angles are negative at the median (a knee mostly flexed the other way) as gait2392.
+    Returns the coordinates and the convention found (for the Motion's attrs)."""
+    if convention not in ("auto", "rajagopal", "gait2392"):
+        raise ProcessingError(f"knee_convention must be 'auto', 'rajagopal' or 'gait2392', got {convention!r}")
+    knees = [k for k in KNEES if k in coords.channel.values]
+    if convention == "auto":
+        convention = "gait2392" if knees and float(np.median(coords.sel(channel=knees).values)) < 0 else "rajagopal"
+    if convention == "rajagopal":
+        return coords, "rajagopal: knee flexion positive, as MyoLegs"
+    coords.loc[:, knees] = -coords.sel(channel=knees)
+    return coords, "gait2392: knee flexion negative in the file, negated to MyoLegs' flexion positive"
+
+
+def _even_times(coords: xr.DataArray) -> xr.DataArray:
+    """``coords`` on an even time grid with as many samples (cubic spline), with a warning, when the
+    file's steps vary by more than :data:`EVEN_STEPS` (times rounded to 1 ms at 60 Hz: 16/17 ms)."""
+    time = coords.time.values
+    steps = np.diff(time)
+    median = float(np.median(steps))
+    if np.max(np.abs(steps - median)) <= EVEN_STEPS * median:
+        return coords
+    even = np.linspace(time[0], time[-1], time.size)
+    warnings.warn(f"{coords.attrs['source']}: time steps vary from {steps.min():g} to {steps.max():g} s; the "
+                  f"coordinates are resampled onto {time.size} even steps of {even[1] - even[0]:g} s", stacklevel=3)
+    return xr.DataArray(CubicSpline(time, coords.values, axis=0)(even), dims=coords.dims,
+                        coords={"time": ("time", even, coords.time.attrs), "channel": coords.channel.values},
+                        name=coords.name, attrs={**coords.attrs, "sampling_rate": 1.0 / (even[1] - even[0])})
 
 
 def _in_degrees(rotations: xr.DataArray) -> bool:
@@ -221,7 +269,7 @@ def mirror(coordinates: xr.DataArray) -> xr.DataArray:
     """Left-right mirror image: joint angles swapped between legs, roll, yaw and lateral translation negated."""
     names = [str(c) for c in coordinates.coordinate.values]
     out = coordinates.sel(coordinate=[_swap_sides(n) for n in names]).assign_coords(coordinate=names).copy()
-    for name in (*LATERAL_MIRRORED, "pelvis_tz"):
+    for name in (n for n in (*LATERAL_MIRRORED, "pelvis_tz") if n in names):
         out.loc[{"coordinate": name}] = -coordinates.sel(coordinate=name)
     return out
 
@@ -272,3 +320,41 @@ def periodic(stride: Motion, n_strides: int, blend: float = 0.1) -> Motion:
     coords = join([stride.coordinates] * n_strides, blend)
     return Motion(coords, {**stride.attrs, "periodic_strides": n_strides, "stride_period_s": stride.duration,
                            "seam_blend_s": blend})
+
+
+def coordinates_from_qpos(model: mujoco.MjModel, qpos: np.ndarray, time, attrs: dict | None = None) -> Motion:
+    """The :class:`Motion` whose :meth:`Motion.qpos` is ``qpos`` ((T, nq) MyoLegs states at ``time``, s):
+    pelvis Euler angles and translation back in OpenSim's ground frame, leg joints by name (the coupled knee
+    dofs follow from the knee angles)."""
+    qpos = np.atleast_2d(np.asarray(qpos, dtype=float))
+    world_root = Rotation.from_quat(qpos[:, 3:7], scalar_first=True)
+    pelvis = Rotation.from_matrix(OPENSIM_TO_MUJOCO).inv() * world_root * pelvis_in_root(model)
+    origin = (qpos[:, 0:3] + world_root.apply(pelvis_offset_in_root(model))) @ OPENSIM_TO_MUJOCO
+    joints = mdl.joint_table(model)
+    values = np.column_stack([pelvis.as_euler("ZXY"), origin,
+                              qpos[:, joints.loc[list(mdl.LEG_JOINTS), "qpos_index"].to_numpy()]])
+    coords = xr.DataArray(values, dims=("time", "coordinate"),
+                          coords={"time": np.asarray(time, dtype=float), "coordinate": list(MOTION_COORDINATES)},
+                          attrs={"units": "rad (rotations), m (pelvis_tx/ty/tz)"})
+    return Motion(coords, {"frame": "OpenSim ground: x forward, y up, z right", **(attrs or {})})
+
+
+def compare(motion: Motion, reference: Motion) -> "pd.DataFrame":
+    """Agreement of ``motion`` with ``reference`` over their common time span (at ``motion``'s samples),
+    one row per coordinate both hold: ``rmse``, ``bias`` (mean of motion - reference) in deg (m for the
+    pelvis translations), Pearson ``r`` and the ``unit``."""
+    import pandas as pd
+
+    time = motion.time[(motion.time >= reference.time[0]) & (motion.time <= reference.time[-1])]
+    if time.size < 3:
+        raise ProcessingError(f"the motions share fewer than 3 samples ({motion.time[0]:g}-{motion.time[-1]:g} s "
+                              f"vs {reference.time[0]:g}-{reference.time[-1]:g} s)")
+    ours, theirs = motion.coordinate_values(time), reference.coordinate_values(time)
+    rows = []
+    for name in (str(c) for c in ours.coordinate.values if c in theirs.coordinate.values):
+        a, b = ours.sel(coordinate=name).values, theirs.sel(coordinate=name).values
+        scale, unit = (1.0, "m") if name in PELVIS_TRANSLATION else (np.rad2deg(1.0), "deg")
+        r = float(np.corrcoef(a, b)[0, 1]) if np.std(a) > 0 and np.std(b) > 0 else float("nan")
+        rows.append({"coordinate": name, "rmse": scale * float(np.sqrt(np.mean((a - b) ** 2))),
+                     "bias": scale * float(np.mean(a - b)), "r": r, "unit": unit})
+    return pd.DataFrame(rows).set_index("coordinate")

@@ -274,3 +274,113 @@ def test_not_a_c3d_file(tmp_path, kind):
 def test_missing_file(tmp_path):
     with pytest.raises(DataFormatError, match="no such file"):
         read_c3d(tmp_path / "nothing.c3d")
+
+
+# --- real lab files: EMG picked by itself, markers, force plates ----------------------------------
+
+
+@pytest.mark.parametrize(("dataset", "n_emg"), [("gaitextract-walk", 10), ("c3d-gait-emg", 16)])
+def test_dataset_emg_channels_are_picked(data_dir, dataset, n_emg):
+    from kinesis_neuro import datasets, emg
+
+    da = emg.read(dataset)  # the card's muscles
+    assert da.shape[1] == n_emg and da.attrs["units"] == "V"
+    by_path = read_c3d(datasets.fetch(dataset))  # the EMG group's TYPE, else all but the force-plate channels
+    assert list(by_path.channel.values) == list(da.channel.values)
+
+
+def test_emg_named_by_description_and_side(data_dir):
+    path = data_dir / "c3d-gait-emg" / "Vicon_analysis.c3d"
+    da = read_c3d(path, names="description")
+    assert list(da.channel.values[:4]) == ["Gastrocnemius (left)", "Gastrocnemius (right)",
+                                          "Lateral Hamstrings (left)", "Lateral Hamstrings (right)"]
+    assert list(da.label.values[:2]) == ["EMG1", "EMG2"] and list(da.channel_side.values[:2]) == ["left", "right"]
+    with pytest.raises(DataFormatError, match="names='side'"):
+        read_c3d(path, names="side")
+
+
+def test_markers_in_metres_without_model_outputs(data_dir):
+    from kinesis_neuro.io.c3d import read_c3d_markers
+
+    walk = read_c3d_markers(data_dir / "gaitextract-walk" / "example1_walking.c3d")
+    assert walk.dims == ("time", "marker", "axis") and walk.shape == (454, 46, 3) and walk.attrs["units"] == "m"
+    assert walk.attrs["sampling_rate"] == 120.0 and float(walk.time[1]) == pytest.approx(1 / 120)
+    heel = walk.sel(marker="RHEEL", axis="z")
+    assert 0.0 < float(heel.min()) < 0.1 and float(heel.max()) < 0.4  # m, on the floor to mid-swing
+    vicon = read_c3d_markers(data_dir / "c3d-gait-emg" / "Vicon_analysis.c3d")
+    assert "LHipAngles" not in vicon.marker.values and "RANK" in vicon.marker.values
+    assert np.isnan(vicon.values).any() and not (vicon.values == 0).all(axis=2).any()  # gaps are NaN, not 0
+
+
+def test_force_plates_in_the_lab_frame(data_dir):
+    from kinesis_neuro.io.c3d import read_c3d_plates
+
+    plates = read_c3d_plates(data_dir / "gaitextract-walk" / "example1_walking.c3d")
+    assert plates.force.dims == ("time", "plate", "axis") and plates.sizes["plate"] == 3
+    assert plates.attrs["sampling_rate"] == 1080.0 and plates.point.attrs["units"] == "m"
+    fz = plates.force.sel(axis="z")
+    assert 780 < float(fz.max()) < 850  # the reaction on the subject points up
+    loaded = fz.isel(plate=1) > 100
+    y = plates.point.sel(axis="y").isel(plate=1).where(loaded)
+    assert 0.658 < float(y.min()) and float(y.max()) < 1.166  # inside plate 2 (corners y 658-1166 mm)
+
+
+@pytest.mark.parametrize("name", ["gaitextract-walk/example1_walking.c3d", "c3d-gait-emg/Vicon_analysis.c3d"])
+def test_grf_of_each_foot_agrees_with_the_events(data_dir, name):
+    import json
+
+    from kinesis_neuro import dynamics, emg
+
+    grf = dynamics.grf_from_c3d(name)
+    reference = dynamics.grf_from_opensim("moco-walk/grf_walk.mot")
+    assert {k: (v.dims, v.attrs["units"]) for k, v in grf.data_vars.items()} == {
+        k: (v.dims, v.attrs["units"]) for k, v in reference.data_vars.items()}
+    strikes = emg.read_events(name).query("event == 'heel_strike'")
+    contacts = json.loads(grf.attrs["contacts"])
+    assert len(contacts) == 3 and {c["by"] for c in contacts} == {"nearest foot markers"}
+    for contact in contacts:
+        near = strikes[np.abs(strikes.time - contact["start_s"]) < 0.02]
+        if len(near):  # a contact starting before the trial's first event has none
+            assert near.side.iloc[0] == contact["side"], contact
+    loaded = grf.force.sel(axis="z") > 20
+    assert 500 < float(grf.force.sel(axis="z").where(loaded).mean()) < 650
+    # MuJoCo world: walking along -y, x points left, so the right foot's centre of pressure has the smaller x
+    x = grf.point.sel(axis="x").where(loaded).mean("time")
+    assert float(x.sel(side="right")) < float(x.sel(side="left"))
+    assert float(np.abs(grf.torque.sel(axis=["x", "y"])).max()) < 1e-6  # a free moment is vertical
+
+
+def test_loads_of_a_foot_on_two_plates_combine():
+    from kinesis_neuro.dynamics import _combined
+
+    force = np.array([[[10.0, 0.0, 300.0], [0.0, -20.0, 100.0]]])  # one sample, two plates (N)
+    point = np.array([[[0.2, 1.0, 0.0], [0.4, 1.2, 0.0]]])
+    torque = np.array([[[0.0, 0.0, 1.0], [0.0, 0.0, 2.0]]])
+    total, cop, free = _combined(force, point, torque, np.ones((1, 2), bool))
+    np.testing.assert_allclose(total[0], [10.0, -20.0, 400.0])
+    np.testing.assert_allclose(cop[0, :2], (300 * point[0, 0, :2] + 100 * point[0, 1, :2]) / 400)
+    moment = np.cross(point[0], force[0]).sum(0) + torque[0].sum(0)
+    np.testing.assert_allclose(np.cross(cop[0], total[0]) + free[0], moment, atol=1e-9)
+    single = _combined(force, point, torque, np.array([[True, False]]))
+    np.testing.assert_allclose(single[1][0], point[0, 0])
+    np.testing.assert_allclose(single[2][0], torque[0, 0])
+
+
+def test_corrupt_lab_files(data_dir, tmp_path):
+    from kinesis_neuro import dynamics
+    from kinesis_neuro.io.c3d import read_c3d_markers, read_c3d_plates
+
+    raw = (data_dir / "gaitextract-walk" / "example1_walking.c3d").read_bytes()
+    cut = tmp_path / "cut.c3d"
+    cut.write_bytes(raw[: len(raw) // 2])
+    for reader in (read_c3d_markers, read_c3d_plates, dynamics.grf_from_c3d):
+        with pytest.raises(DataFormatError, match="cut.c3d: truncated"):
+            reader(cut)
+    path, _ = write_c3d(tmp_path / "noplates.c3d")
+    with pytest.raises(DataFormatError, match="noplates.c3d: the C3D file describes no force plates"):
+        read_c3d_plates(path)
+    c = ezc3d.c3d(str(data_dir / "gaitextract-walk" / "example1_walking.c3d"))
+    c["parameters"]["POINT"]["UNITS"]["value"] = ["in"]
+    c.write(str(tmp_path / "inches.c3d"))
+    with pytest.raises(DataFormatError, match="inches.c3d: POINT:UNITS is 'in'; expected mm, cm or m"):
+        read_c3d_markers(tmp_path / "inches.c3d")

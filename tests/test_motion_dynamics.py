@@ -112,3 +112,28 @@ def test_periodic_walk_from_mirrored_half_cycle(model, walk):
     # half a stride later the legs have swapped
     h = long.coordinate_values(t + stride.duration / 2).drop_vars("time")
     np.testing.assert_allclose(h.sel(coordinate="knee_angle_l"), a.sel(coordinate="knee_angle_r"), atol=0.05)
+
+
+def test_falisse_trial_feet_and_frame_fit_the_motion(model):
+    """gait2392 IK (degrees, knee flexion negative) and numbered GRF plates become a consistent trial: with the
+    plates on the feet the IK says (left hip flexed at the 3.195 s strike), ankle moments stay physiological;
+    swapped, the far foot's load needs an ankle moment of ~440 N m."""
+    walk = motion.from_opensim("falisse2019")
+    peaks = []
+    for right, left in (("1_ground_force", "ground_force"), ("ground_force", "1_ground_force")):
+        grf = dynamics.grf_from_opensim("falisse2019/GRF_gait_1.mat", feet={"right": right, "left": left})
+        weight = float(grf.force.sel(axis="z").sum("side").sel(time=slice(3.3, 4.3)).mean())
+        result = dynamics.inverse_dynamics(model, walk, grf, mass_ratio=model.body_subtreemass[0] * 9.81 / weight)
+        peaks.append(float(np.abs(result.torque.sel(joint=["ankle_angle_r", "ankle_angle_l"])).max()))
+        assert float(np.abs(result.residual_force.sel(axis="z")).median()) < 0.15 * weight
+    assert peaks[0] < 200 < peaks[1]
+
+
+@pytest.mark.parametrize("source", ["rajagopal-run/grf_run.mot", "hamner-run/subject02_grf_HiFreq.mot",
+                                    "moco-subject05/grf.mot"])
+def test_grf_of_other_files_in_the_simulation_layout(grf, source):
+    other = dynamics.grf_from_opensim(source)
+    assert {k: v.dims for k, v in other.data_vars.items()} == {k: v.dims for k, v in grf.data_vars.items()}
+    loaded = other.force.sel(axis="z") > 20
+    assert loaded.sel(side="right").any() and loaded.sel(side="left").any()
+    assert float(np.abs(other.point).max()) < 100  # unloaded feet's meaningless centres of pressure are held

@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 
@@ -79,3 +81,73 @@ def test_trc_markers(data_dir):
     assert da.attrs["units"] == "mm" and da.attrs["sampling_rate"] == 100.0
     assert da.shape == (238, 41 * 3) and "R.Heel_y" in da.channel.values
     assert float(da.time[1] - da.time[0]) == pytest.approx(0.01)
+
+
+# --- other model versions and naming --------------------------------------------------------------
+
+
+def test_stale_row_count_is_repaired_for_the_registered_file_only(data_dir):
+    with pytest.warns(UserWarning, match=r"ik_solution.mot: header says nRows=230 but the data block has 131 rows "
+                                         r"\(0-1.3 s\); the rows are read"):
+        da = emg.read("moco-subject05/ik_solution.mot")
+    assert da.shape[0] == 131
+    with pytest.raises(DataFormatError, match="nRows=230 .* truncated or corrupt"):
+        read_storage(data_dir / "moco-subject05" / "ik_solution.mot")  # any other copy: refused
+
+
+def test_gait2392_kinematics_become_myolegs_coordinates(data_dir):
+    from kinesis_neuro import motion
+
+    with pytest.warns(UserWarning) as caught:
+        run = motion.from_opensim("hamner-run")
+    messages = [str(w.message) for w in caught]
+    assert any("does not say inDegrees" in m for m in messages)
+    assert any("time steps vary from 0.016 to 0.017 s; the coordinates are resampled onto 600 even steps" in m
+               for m in messages)
+    names = list(run.coordinates.coordinate.values)
+    assert len(names) == 20 and not any(n.startswith(("lumbar", "arm", "R.ASIS")) for n in names)
+    assert run.attrs["knee_convention"].startswith("gait2392")
+    knee = run.coordinates.sel(coordinate="knee_angle_r")
+    assert 1.5 < float(knee.max()) < 2.0 and float(knee.min()) > 0  # rad, flexion positive (running: ~110 deg)
+    assert np.allclose(np.diff(run.time), run.time[1] - run.time[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the two repairs above, again
+        kept = motion.from_opensim("hamner-run", knee_convention="rajagopal", filter_hz=None)
+    assert float(kept.coordinates.sel(coordinate="knee_angle_r").max()) < 0
+    walk = motion.from_opensim("moco-walk")  # full state paths, Rajagopal convention: unchanged
+    assert walk.attrs["knee_convention"].startswith("rajagopal") and "hip_flexion_r" in walk.coordinates.coordinate
+
+
+@pytest.mark.parametrize(("source", "right_strikes"), [
+    ("rajagopal-run/grf_run.mot", [0.868, 1.552, 2.23, 2.916, 3.619, 4.297, 4.988]),  # R_/L_ prefixes
+    ("hamner-run/subject02_grf_HiFreq.mot", [1.104]),  # numbered plates; the card names their feet
+])
+def test_grf_naming_conventions_find_both_feet(data_dir, source, right_strikes):
+    from kinesis_neuro import dynamics
+
+    events = emg.read_events(source)
+    assert set(events.side) == {"right", "left"}
+    np.testing.assert_allclose(events.query("side == 'right' and event == 'heel_strike'").time, right_strikes,
+                               atol=0.005)
+    grf = dynamics.grf_from_opensim(source)
+    assert grf.force.dims == ("time", "side", "axis") and float(grf.force.sel(axis="z").max()) > 1000
+
+
+def test_grf_without_identifiable_feet(tmp_path):
+    from kinesis_neuro import dynamics
+
+    rows = np.c_[np.arange(5) / 100, np.ones((5, 9)) * 100]
+    columns = ["time", *(f"{p}ground_force_v{a}" for p in ("", "1_") for a in "xyz"),
+               *(f"ground_force_p{a}" for a in "xyz")]
+    plates = _write(tmp_path / "plates.mot", "grf\nnRows=5", columns, rows)
+    with pytest.raises(DataFormatError, match=r"plates.mot: cannot tell which GRF columns belong to the right and "
+                                              r"left foot \(plates: \['1_ground_force', 'ground_force'\]"):
+        emg.read_events(plates)
+    events = emg.read_events(plates, feet={"right": "ground_force", "left": "1_ground_force"})
+    assert events.empty  # loaded throughout: no contact starts or ends
+    with pytest.raises(DataFormatError, match=r"the right foot's plate ground_force lacks x, y and z columns of "
+                                              r"\['torque'\] \(has \['ground_force_px'"):
+        dynamics.grf_from_opensim(plates, feet={"right": "ground_force", "left": "1_ground_force"})
+    right_only = _write(tmp_path / "right.mot", "grf\nnRows=5", ["time", "R_ground_force_vy"], rows[:, :2])
+    with pytest.raises(DataFormatError, match=r"the left foot .*channels: \['R_ground_force_vy'\]"):
+        emg.read_events(right_only)

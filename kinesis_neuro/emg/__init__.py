@@ -14,10 +14,10 @@ from kinesis_neuro.emg.processing import (
     remove_dc,
     resample,
 )
-from kinesis_neuro.emg.read import read, read_events
+from kinesis_neuro.emg.read import read, read_events, read_normative, source_path
 
 __all__ = [
     "PRESETS", "bandpass", "envelope", "highpass", "history", "lowpass", "moving_rms", "musclesynergies_cycles",
-    "musclesynergies_filter", "normalise", "notch", "process", "read", "read_events", "rectify", "remove_dc",
-    "resample",
+    "musclesynergies_filter", "normalise", "notch", "process", "read", "read_events", "read_normative", "rectify",
+    "remove_dc", "resample", "source_path",
 ]

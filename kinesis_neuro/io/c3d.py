@@ -1,4 +1,4 @@
-"""C3D motion-capture files (read with ``ezc3d``): analog channels (EMG) and gait events.
+"""C3D motion-capture files (read with ``ezc3d``): analog channels (EMG), markers, force plates, gait events.
 
 Times are in seconds on the recording's own clock: sample 0 of the analogs lies at
 ``first_frame / point_rate`` (first frame counted from 0), the clock C3D events use too.
@@ -15,7 +15,7 @@ import pandas as pd
 import xarray as xr
 
 from kinesis_neuro.errors import ChannelNotFoundError, DataFormatError
-from kinesis_neuro.io.common import emg_array, readable_file, select_channels
+from kinesis_neuro.io.common import check_values, emg_array, readable_file
 
 C3D_EXTENSIONS = (".c3d",)
 EVENT_COLUMNS = ["time", "event", "side"]
@@ -134,14 +134,15 @@ def _walk_parameters(path: Path, sect: bytes, order: str) -> set[str]:
     return {f"{groups.get(gid, '?')}:{name}" for gid, name in params}
 
 
-def _load(path: str | Path):
-    """Open with ezc3d after the structural checks; any ezc3d failure becomes DataFormatError."""
+def _load(path: str | Path, forceplates: bool = False):
+    """Open with ezc3d after the structural checks (``forceplates``: with ezc3d's force-platform
+    extraction); any ezc3d failure becomes DataFormatError."""
     import ezc3d
 
     path = Path(path)
     announced = _check_structure(path)
     try:
-        c3d = ezc3d.c3d(str(path))
+        c3d = ezc3d.c3d(str(path), extract_forceplat_data=forceplates)
     except Exception as err:  # ezc3d raises OSError/RuntimeError/... from C++
         raise _fail(path, f"cannot be read as a C3D file ({type(err).__name__}: {err})") from err
     frames = c3d["header"]["points"]
@@ -185,9 +186,7 @@ def _first_frame(c3d) -> int:
 
 
 def _pick(path: Path, labels: list[str], channels) -> list[int]:
-    """Indices of the requested channels (in request order), all of them when ``channels`` is None."""
-    if channels is None:
-        return list(range(len(labels)))
+    """Indices of the requested channels (in request order)."""
     wanted = [channels] if isinstance(channels, str) else [str(c) for c in channels]
     missing = [c for c in wanted if c not in labels]
     if missing:
@@ -198,14 +197,53 @@ def _pick(path: Path, labels: list[str], channels) -> list[int]:
     return [labels.index(c) for c in wanted]
 
 
+def _plate_channels(c3d) -> set[int]:
+    """Indices (from 0) of the analog channels FORCE_PLATFORM:CHANNEL gives to force plates."""
+    used = int(_first_value(_param(c3d, "FORCE_PLATFORM", "USED"), 0.0))
+    table = np.asarray(_param(c3d, "FORCE_PLATFORM", "CHANNEL", []), dtype=int)
+    return {int(v) - 1 for v in table.reshape(-1, table.shape[-1])[:, :used].ravel()} if used and table.size else set()
+
+
+def _emg_channels(c3d, n_channels: int, units: list[str]) -> list[int]:
+    """The EMG among all analog channels: those the EMG group types as EMG (TYPE 1, per analog channel),
+    else all but the force-plate channels when those differ in unit from the rest, else all."""
+    kinds = np.asarray(_param(c3d, "EMG", "TYPE", []), dtype=float).ravel()
+    if kinds.size == n_channels and (kinds == 1).any():
+        return [int(i) for i in np.flatnonzero(kinds == 1)]
+    plates = _plate_channels(c3d)
+    rest = [i for i in range(n_channels) if i not in plates]
+    if rest and len({units[i] for i in rest}) == 1 and {units[i] for i in plates} - {units[rest[0]]}:
+        return rest
+    return list(range(n_channels))
+
+
+def _analog_time(c3d, n_samples: int, rate: float) -> tuple[np.ndarray, float, int]:
+    """Analog sample times (s, recording clock), the point rate (Hz) and the first frame (from 0)."""
+    point_rate = _first_value(_param(c3d, "POINT", "RATE"), float(c3d["header"]["points"]["frame_rate"]))
+    first = _first_frame(c3d)
+    t0 = first / point_rate if point_rate > 0 else first / rate
+    return t0 + np.arange(n_samples) / rate, point_rate, first
+
+
+def _analog_rate(path: Path, c3d) -> float:
+    rate = _first_value(_param(c3d, "ANALOG", "RATE"), float(c3d["header"]["analogs"]["frame_rate"]))
+    if not rate > 0:
+        raise _fail(path, f"ANALOG:RATE is {rate:g}; expected a positive sampling rate in Hz")
+    return rate
+
+
 def read_c3d(
-    path: str | Path, *, channels: Sequence[str] | str | None = None, side: str = "unknown"
+    path: str | Path, *, channels: Sequence[str] | str | None = None, side: str = "unknown",
+    names: str = "label",
 ) -> xr.DataArray:
-    """Read the analog channels of a C3D file as ``DataArray(dims=("time", "channel"))``.
+    """Read the analog EMG channels of a C3D file as ``DataArray(dims=("time", "channel"))``.
 
     Samples are in ANALOG:UNITS (ezc3d has already applied ANALOG:OFFSET, SCALE and
-    GEN_SCALE), the rate is ANALOG:RATE (Hz) and time (s) starts at the first frame.
-    All selected channels must share one unit; pick channels with ``channels=`` otherwise.
+    GEN_SCALE), the rate is ANALOG:RATE (Hz) and time (s) starts at the first frame. Without
+    ``channels`` the EMG channels are picked: those the EMG group types as EMG, else every channel
+    but the force plates' (FORCE_PLATFORM:CHANNEL). All selected channels must share one unit.
+    ``names="description"`` names channels by ANALOG:DESCRIPTIONS and the EMG group's SIDE
+    (``"Gastrocnemius (left)"``); coords ``label``, ``description`` and ``channel_side`` keep both.
     """
     path = Path(path)
     c3d = _load(path)
@@ -213,13 +251,14 @@ def read_c3d(
     if analogs.ndim != 3 or analogs.shape[1] == 0 or analogs.shape[2] == 0:
         raise _fail(path, "the C3D file holds no analog channels (expected EMG in the ANALOG group)")
     n_channels, n_samples = analogs.shape[1], analogs.shape[2]
-    header = c3d["header"]["analogs"]
-
     labels = _strings(c3d, "ANALOG", "LABELS")[:n_channels]
     labels += [f"analog_{k + 1}" for k in range(len(labels), n_channels)]
     units = _strings(c3d, "ANALOG", "UNITS")[:n_channels]
     units = [u or "unknown" for u in units] + ["unknown"] * (n_channels - len(units))
-    idx = _pick(path, labels, channels)
+    descriptions = (_strings(c3d, "ANALOG", "DESCRIPTIONS") + [""] * n_channels)[:n_channels]
+    letters = (_strings(c3d, "EMG", "SIDE") + [""] * n_channels)[:n_channels]
+    sides = [{"R": "right", "L": "left"}.get(v.upper(), "unknown") for v in letters]
+    idx = _emg_channels(c3d, n_channels, units) if channels is None else _pick(path, labels, channels)
     chosen_units = sorted({units[i] for i in idx})
     if len(chosen_units) > 1:
         by_unit = {u: [labels[i] for i in idx if units[i] == u] for u in chosen_units}
@@ -228,19 +267,16 @@ def read_c3d(
             f"the analog channels have different units {by_unit}; "
             "read channels of one unit at a time with channels=[...]",
         )
-
-    rate = _first_value(_param(c3d, "ANALOG", "RATE"), float(header["frame_rate"]))
-    if not rate > 0:
-        raise _fail(path, f"ANALOG:RATE is {rate:g}; expected a positive sampling rate in Hz")
-    point_rate = _first_value(_param(c3d, "POINT", "RATE"), float(c3d["header"]["points"]["frame_rate"]))
-    first = _first_frame(c3d)
-    t0 = first / point_rate if point_rate > 0 else first / rate
-    time = t0 + np.arange(n_samples) / rate
-
+    if names not in ("label", "description"):
+        raise _fail(path, f"names={names!r}; choose 'label' or 'description'")
+    chosen = [labels[i] if names == "label" or not descriptions[i] else
+              descriptions[i] + (f" ({sides[i]})" if sides[i] != "unknown" else "") for i in idx]
+    rate = _analog_rate(path, c3d)
+    time, point_rate, first = _analog_time(c3d, n_samples, rate)
     da = emg_array(
         analogs[0][idx].T,
         time,
-        [labels[i] for i in idx],
+        chosen,
         source=path,
         units=chosen_units[0],
         side=side,
@@ -249,7 +285,78 @@ def read_c3d(
         point_rate=point_rate,
         first_frame=first + 1,
     )
-    return select_channels(da, None if channels is None else [labels[i] for i in idx])
+    return da.assign_coords(label=("channel", [labels[i] for i in idx]),
+                            description=("channel", [descriptions[i] for i in idx]),
+                            channel_side=("channel", [sides[i] for i in idx]))
+
+
+# model outputs (PlugInGait angles, forces...) stored as points alongside the markers
+MODEL_OUTPUT_GROUPS = ("ANGLES", "FORCES", "MOMENTS", "POWERS", "SCALARS", "REACTIONS")
+LENGTH_UNITS = {"mm": 1e-3, "cm": 1e-2, "m": 1.0}
+
+
+def read_c3d_markers(path: str | Path) -> xr.DataArray:
+    """Marker trajectories of a C3D file as ``DataArray(dims=("time", "marker", "axis"))`` in m, in the
+    lab frame, time (s) on the recording clock at POINT:RATE. Gaps (all three coordinates exactly 0, or
+    a negative residual) are NaN; model outputs listed in POINT:ANGLES, FORCES, ... are left out."""
+    path = Path(path)
+    c3d = _load(path)
+    points = np.asarray(c3d["data"]["points"], dtype=float)[:3].transpose(2, 1, 0)  # frame, marker, axis
+    labels = _strings(c3d, "POINT", "LABELS")[: points.shape[1]]
+    outputs = {name for group in MODEL_OUTPUT_GROUPS for name in _strings(c3d, "POINT", group)}
+    keep = [i for i, label in enumerate(labels) if label and label not in outputs and labels.count(label) == 1]
+    if not keep:
+        raise _fail(path, "the C3D file holds no labelled marker trajectories")
+    units = (_strings(c3d, "POINT", "UNITS") or ["mm"])[0]
+    if units.strip().lower() not in LENGTH_UNITS:
+        raise _fail(path, f"POINT:UNITS is {units!r}; expected mm, cm or m")
+    residuals = np.asarray(c3d["data"]["meta_points"]["residuals"], dtype=float)[0].T
+    points[np.all(points == 0.0, axis=2) | (residuals < 0)] = np.nan
+    rate = _first_value(_param(c3d, "POINT", "RATE"), float(c3d["header"]["points"]["frame_rate"]))
+    time = (_first_frame(c3d) + np.arange(points.shape[0])) / rate
+    da = xr.DataArray(points[:, keep] * LENGTH_UNITS[units.strip().lower()], dims=("time", "marker", "axis"),
+                      coords={"time": ("time", time, {"units": "s"}), "marker": [labels[i] for i in keep],
+                              "axis": ["x", "y", "z"]}, name="markers",
+                      attrs={"units": "m", "source": str(path), "sampling_rate": float(rate),
+                             "frame": "lab (the C3D file's own axes)", "file_format": "C3D"})
+    check_values(da.assign_attrs(source=str(path)), "translation", where=np.isfinite(da.values))
+    return da
+
+
+def read_c3d_plates(path: str | Path, threshold: float = 20.0) -> xr.Dataset:
+    """Force-plate loads of a C3D file (ezc3d's extraction: calibration, plate corners and origin
+    applied) in the lab frame: ``force`` (N, the reaction on the subject), ``point`` (m, centre of
+    pressure) and ``torque`` (N m, free moment at that point), dims ``(time, plate, axis)`` at the
+    analog rate. Where a plate carries at most ``threshold`` N its centre of pressure is meaningless
+    (ezc3d divides by a near-zero force): ``point`` and ``torque`` are 0 there."""
+    path = Path(path)
+    c3d = _load(path, forceplates=True)
+    plates = c3d["data"].get("platform", [])
+    if not plates:
+        raise _fail(path, "the C3D file describes no force plates (FORCE_PLATFORM:USED is 0)")
+    scale = {}
+    for plate in plates:
+        for key, unit in (("force", "unit_force"), ("moment", "unit_moment"), ("position", "unit_position")):
+            scale[key] = {"N": 1.0, "Nmm": 1e-3, "Nm": 1.0, "mm": 1e-3, "m": 1.0}.get(str(plate[unit]))
+            if scale[key] is None:
+                raise _fail(path, f"force plate unit {plate[unit]!r} for {key}; expected N, N mm, N m, mm or m")
+    stack = {key: np.nan_to_num(np.stack([np.asarray(p[field], dtype=float).T for p in plates], axis=1)) * factor
+             for key, field, factor in (("force", "force", scale["force"]),
+                                        ("point", "center_of_pressure", scale["position"]),
+                                        ("torque", "Tz", scale["moment"]))}
+    unloaded = ~(np.linalg.norm(stack["force"], axis=2, keepdims=True) > threshold)
+    stack["point"], stack["torque"] = (np.where(unloaded, 0.0, stack[k]) for k in ("point", "torque"))
+    rate = _analog_rate(path, c3d)
+    time, _, _ = _analog_time(c3d, stack["force"].shape[0], rate)
+    ds = xr.Dataset({k: (("time", "plate", "axis"), v) for k, v in stack.items()},
+                    coords={"time": ("time", time, {"units": "s"}), "plate": np.arange(1, len(plates) + 1),
+                            "axis": ["x", "y", "z"]},
+                    attrs={"source": str(path), "frame": "lab (the C3D file's own axes)", "sampling_rate": rate})
+    for key, quantity, units in (("force", "force", "N"), ("point", "centre of pressure", "m"),
+                                 ("torque", "moment", "N m")):
+        ds[key].attrs["units"] = units
+        check_values(ds[key].assign_attrs(source=str(path)), quantity)
+    return ds
 
 
 def normalise_event(label: str) -> tuple[str, str | None]:

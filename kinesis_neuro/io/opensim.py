@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +28,13 @@ def _short_label(label: str) -> str:
     return "_".join(parts[-2:]) if len(parts) >= 2 else parts[-1]
 
 
-def read_storage_table(path: str | Path) -> tuple[pd.DataFrame, dict[str, str]]:
+def read_storage_table(path: str | Path, stale_nrows: bool = False) -> tuple[pd.DataFrame, dict[str, str]]:
     """Parse an OpenSim ``.sto``/``.mot`` file into (table with a ``time`` column, header dict).
 
     The header keys are lower-cased (``version``, ``nrows``, ``ncolumns``, ``indegrees``,
     ``datatype``, ...); ``name`` is the first header line. The column names must be distinct and
-    every row must hold one number per column.
+    every row must hold one number per column. A row count other than the header's ``nRows`` means a
+    truncated file, unless ``stale_nrows`` (a file known to carry a wrong count): then a warning.
     """
     path = Path(path)
     lines = read_text(path).splitlines()
@@ -62,10 +64,11 @@ def read_storage_table(path: str | Path) -> tuple[pd.DataFrame, dict[str, str]]:
     # nColumns is often stale in OpenSim 4 files (coordinates.sto says 40, holds 32); nRows is not.
     n_rows = header.get("nrows", "")
     if n_rows.isdigit() and int(n_rows) != len(table):
-        raise DataFormatError(
-            f"{path}: header says nRows={n_rows} but the data block has {len(table)} rows; "
-            "the file is truncated or corrupt"
-        )
+        problem = f"{path}: header says nRows={n_rows} but the data block has {len(table)} rows"
+        if not stale_nrows:
+            raise DataFormatError(f"{problem}; the file is truncated or corrupt")
+        warnings.warn(f"{problem} ({table['time'].iloc[0]:g}-{table['time'].iloc[-1]:g} s); the rows are read "
+                      "(a stale header count, a known defect of this file)", stacklevel=3)
     return table, header
 
 
@@ -76,14 +79,16 @@ def read_storage(
     units: str | None = None,
     side: str = "unknown",
     allow_nan: bool = False,
+    stale_nrows: bool = False,
 ) -> xr.DataArray:
     """Read an OpenSim ``.sto``/``.mot`` file as a ``(time, channel)`` DataArray.
 
     Long OpenSim 4 labels are shortened to the coordinate name. The header's ``inDegrees`` is kept
     in attrs (``in_degrees``: 1 or 0; absent when the header does not say, as in SIMM-style
     headers); values are not converted, since only the model knows which columns are rotations.
+    ``stale_nrows``: see :func:`read_storage_table`.
     """
-    table, header = read_storage_table(path)
+    table, header = read_storage_table(path, stale_nrows)
     stated = {"in_degrees": int(header["indegrees"].lower() in ("yes", "true", "1"))} if "indegrees" in header else {}
     labels = [_short_label(c) for c in table.columns[1:]]
     da = emg_array(
