@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import mujoco
 import numpy as np
+import pandas as pd
 import xarray as xr
 from scipy.interpolate import CubicSpline
 from scipy.spatial.transform import Rotation
@@ -339,12 +340,10 @@ def coordinates_from_qpos(model: mujoco.MjModel, qpos: np.ndarray, time, attrs: 
     return Motion(coords, {"frame": "OpenSim ground: x forward, y up, z right", **(attrs or {})})
 
 
-def compare(motion: Motion, reference: Motion) -> "pd.DataFrame":
+def compare(motion: Motion, reference: Motion) -> pd.DataFrame:
     """Agreement of ``motion`` with ``reference`` over their common time span (at ``motion``'s samples),
     one row per coordinate both hold: ``rmse``, ``bias`` (mean of motion - reference) in deg (m for the
     pelvis translations), Pearson ``r`` and the ``unit``."""
-    import pandas as pd
-
     time = motion.time[(motion.time >= reference.time[0]) & (motion.time <= reference.time[-1])]
     if time.size < 3:
         raise ProcessingError(f"the motions share fewer than 3 samples ({motion.time[0]:g}-{motion.time[-1]:g} s "
