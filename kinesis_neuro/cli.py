@@ -108,13 +108,22 @@ def _emg_process(args) -> None:
 
 
 def _simulate(args) -> None:
-    from kinesis_neuro import compare, emg, storage
+    from kinesis_neuro import compare, emg, mapping, storage
     from kinesis_neuro.record import check_recording_path
     from kinesis_neuro.simulate import static_optimisation_recording
 
     check_recording_path(args.out)
-    storage.refuse_overwriting([args.out], [args.motion, args.grf, args.emg])
+    storage.refuse_overwriting([args.out], [args.motion, args.grf, args.emg, args.muscle_map])
+    table = mapping.load_mapping(args.muscle_map) if args.muscle_map else None
     signal = emg.read(args.emg, data_dir=args.data_dir) if args.emg else None  # a bad --emg fails before the work
+    if signal is not None:
+        if signal.attrs.get("side") in ("right", "left") and signal.attrs["side"] != args.side:
+            raise KinesisNeuroError(f"{args.emg}: EMG of the {signal.attrs['side']} leg, but --side is {args.side}")
+        if "time" not in signal.dims:
+            raise KinesisNeuroError(f"{args.emg}: holds gait cycles, not a time series; compare a recording with it "
+                                    "through `kinesis-neuro compare`")
+        for channel in signal.channel.values:  # an unmapped channel fails before the work
+            mapping.muscles_for(str(channel), args.side, table)
     recording = static_optimisation_recording(args.motion, args.grf, exponent=args.exponent,
                                               reserves=args.reserves, periodic=args.periodic,
                                               data_dir=args.data_dir)
@@ -124,9 +133,11 @@ def _simulate(args) -> None:
           f"residual {attrs['max_leg_residual_n_m']:.2e} N m, max root residual force "
           f"{float(abs(recording.data.root_residual_force).max()):.0f} N; saved {args.out}")
     if signal is not None:
-        raw = compare.timeseries_correlation(recording.muscle_activation(), signal, side=args.side)
+        raw = compare.timeseries_correlation(recording.muscle_activation(), signal, side=args.side,
+                                             mapping_table=table)
         lagged = compare.timeseries_correlation(recording.muscle_activation(),
-                                                compare.emg_through_activation_dynamics(signal), side=args.side)
+                                                compare.emg_through_activation_dynamics(signal), side=args.side,
+                                                mapping_table=table)
         table = raw[["muscles", "r"]].assign(r_emg_activation_dynamics=lagged.r)
         print(f"Pearson r, simulated activation vs EMG ({args.side} leg, {raw.attrs['window_s'][0]:g}-"
               f"{raw.attrs['window_s'][1]:g} s):")
@@ -137,21 +148,119 @@ def _simulate(args) -> None:
 def _motion_check(args) -> None:
     from kinesis_neuro import dynamics, emg, motion, motion_check, storage
     from kinesis_neuro import model as mdl
+    from kinesis_neuro.io.motion_file import read_provenance
 
-    storage.refuse_overwriting([args.json], [args.motion, args.grf])
+    grf = None if args.no_grf else args.grf or ("moco-walk/grf_walk.mot" if args.motion == "moco-walk" else None)
+    storage.refuse_overwriting([args.json], [args.motion, grf])
     model = mdl.load_model()
     walk = motion.from_opensim(args.motion, data_dir=args.data_dir)
-    grf = dynamics.grf_from_opensim(args.grf, data_dir=args.data_dir)
-    report = motion_check.check_motion(model, walk, grf, emg.read_events(args.grf, data_dir=args.data_dir))
-    for side, r in report.items():
-        print(f"{side:>5}: stance slip mean {r['stance_slip_mean_m_s']:.3f} m/s (95th pct "
-              f"{r['stance_slip_p95_m_s']:.3f}); lowest foot point in stance p5/p50/p95 "
-              f"{r['stance_height_p5_m']:.3f}/{r['stance_height_p50_m']:.3f}/{r['stance_height_p95_m']:.3f} m, "
-              f"max penetration {r['penetration_max_m']:.3f} m; heel strikes GRF "
-              f"{', '.join(f'{t:.3f}' for t in r['heel_strikes_grf_s'])} s vs kinematics "
-              f"{', '.join(f'{t:.3f}' for t in r['heel_strikes_kinematic_s'])} s")
+    provenance = read_provenance(args.motion)
+    loads = (dynamics.load_grf(grf, data_dir=args.data_dir, lab_to_ground=provenance.get("lab_to_ground"))
+             if grf else None)  # a bad GRF fails before the work
+    report = motion_check.check_kinematics(model, walk)
+    print(f"motion {args.motion}: {walk.time.size} frames, {walk.time[0]:g}-{walk.time[-1]:g} s")
+    if provenance:
+        kind = provenance.get("residual_kind", "")
+        residual = (f"; {kind} residual RMS {provenance['residual_rms_m']:.4f} m (max {provenance['residual_max_m']:.4f} m)"
+                    if provenance.get("residual_rms_m") is not None else "")
+        print(f"imported from {provenance.get('source')} by {provenance.get('method')}{residual}; floor shift "
+              f"{provenance.get('floor_shift_m') or 0.0:+.3f} m")
+        report["import"] = {k: provenance[k] for k in (
+            "source", "method", "residual_kind", "residual_rms_m", "residual_max_m", "residual_rms_per_marker_m",
+            "residual_rms_per_point_m", "scale", "floor", "skating_correction", "root_path_error_rms_m",
+            "clipped_to_range_deg") if k in provenance}
+        per = provenance.get("residual_rms_per_marker_m") or provenance.get("residual_rms_per_point_m") or {}
+        if per:
+            worst = sorted(per.items(), key=lambda kv: -kv[1])[:5]
+            print(f"  largest {kind} residuals (RMS): " + ", ".join(f"{k} {v:.3f} m" for k, v in worst))
+    summary = report["summary"]
+    belt = summary["treadmill_belt_speed_m_s"]
+    print("kinematic contact (lowest foot point within "
+          f"{summary['thresholds']['contact_height_m'] * 100:g} cm of its floor level, slow)"
+          + (f"; treadmill belt {belt:.2f} m/s (skating relative to it)" if belt else "") + ":")
+    for side in ("right", "left"):
+        r = report[side]
+        print(f"{side:>7}: skating mean {r['skating_mean_m_s']:.3f} m/s (95th pct {r['skating_p95_m_s']:.3f}), "
+              f"contact {100 * r['contact_fraction']:.0f} % of frames; lowest point {r['lowest_height_m']:+.3f} m, "
+              f"penetration {r['penetration_max_m']:.3f} m; heel strikes "
+              f"{', '.join(f'{t:.2f}' for t in r['heel_strikes_kinematic_s']) or 'none'} s")
+    beyond = [(j, v) for j, v in report["joint_ranges"].items() if v["beyond_deg"] > 0]
+    print("joint ranges: " + ("all within MyoLegs' ranges" if not beyond else "beyond MyoLegs' ranges: " + ", ".join(
+        f"{j} {v['beyond_deg']:.1f} deg ({100 * v['frames_beyond']:.0f} % of frames)" for j, v in beyond)))
+    if loads is not None:
+        grf_report = motion_check.check_motion(model, walk, loads, emg.read_events(grf, data_dir=args.data_dir))
+        print(f"with the GRF of {grf}:")
+        for side, r in grf_report.items():
+            print(f"{side:>7}: stance slip mean {r['stance_slip_mean_m_s']:.3f} m/s (95th pct "
+                  f"{r['stance_slip_p95_m_s']:.3f}); lowest foot point in stance p5/p50/p95 "
+                  f"{r['stance_height_p5_m']:.3f}/{r['stance_height_p50_m']:.3f}/{r['stance_height_p95_m']:.3f} m, "
+                  f"max penetration {r['penetration_max_m']:.3f} m; heel strikes GRF "
+                  f"{', '.join(f'{t:.3f}' for t in r['heel_strikes_grf_s'])} s vs kinematics "
+                  f"{', '.join(f'{t:.3f}' for t in r['heel_strikes_kinematic_s'])} s")
+        report.update(grf_report)
+    limits = summary["thresholds"]
+    print(f"{'passed' if summary['passed'] else 'NOT passed'}: penetration {summary['penetration_max_m']:.3f} m "
+          f"(<= {limits['penetration_max_m']:g}), skating {summary['skating_mean_m_s']:.3f} m/s "
+          f"(<= {limits['skating_mean_m_s']:g}), joint range excursion {summary['range_beyond_deg']:.1f} deg "
+          f"(<= {limits['range_beyond_deg']:g})")
     if args.json:
         storage.write_json(report, args.json)
+
+
+def _motion_import(args) -> None:
+    from kinesis_neuro import motion, motion_check, storage
+    from kinesis_neuro import model as mdl
+    from kinesis_neuro.io import motion_file
+
+    sidecar = motion_file.sidecar_path(args.out)
+    if Path(args.out).suffix.lower() not in (".mot", ".sto"):
+        raise KinesisNeuroError(f"{args.out}: --out must be an OpenSim coordinates file ending in .mot or .sto")
+    storage.refuse_overwriting([args.out, sidecar, args.render], [args.file, args.static])
+    model = mdl.load_model()
+    walk, provenance = motion_file.import_motion(args.file, fmt=args.format, sample=args.sample, static=args.static,
+                                                 floor=not args.no_floor, data_dir=args.data_dir, model=model)
+    with storage.created_together(args.out, sidecar, args.render):
+        motion_file.write_motion(walk, args.out, provenance)
+        written = motion.from_opensim(args.out)  # as every command reads it
+        check = motion_check.check_kinematics(model, written)
+        provenance["check"] = check["summary"]
+        storage.write_json(motion_file.plain(provenance), sidecar)
+        if args.render:
+            _, used = motion_check.render_strip(model, written, args.render, title=f"{args.file} -> {args.out}")
+    print(f"{args.file} ({provenance['format']}) -> {args.out}: {provenance['frames']} frames, "
+          f"{provenance['time_s'][0]:g}-{provenance['time_s'][1]:g} s; {provenance['method']}")
+    if provenance.get("residual_rms_m") is not None:
+        print(f"  {provenance['residual_kind']} residual RMS {provenance['residual_rms_m']:.4f} m "
+              f"(max {provenance['residual_max_m']:.4f} m)")
+    scale = provenance.get("scale")
+    if scale is not None:
+        print("  scale " + (f"{scale:.3f} (MyoLegs leg length / source's)" if isinstance(scale, float) else
+                            ", ".join(f"{k} {v:.3f}" for k, v in scale.items())))
+    floor = provenance.get("floor") or {}
+    if floor:
+        print(f"  feet on the floor: shifted {floor['floor_shift_m']:+.3f} m, root lifted up to {floor['lift_max_m']:.3f} "
+              f"m, toes extended {', '.join(f'{k} {v:.0f} deg' for k, v in floor['mtp_extended_deg'].items()) or 'nowhere'}")
+    if "skating_correction" in provenance:
+        c = provenance["skating_correction"]
+        print(f"  skating {c['skating_before_m_s']:.3f} m/s" + (f" -> {c['skating_after_m_s']:.3f} m/s by root correction"
+                                                              if c["applied"] else "")
+              + f"; root path error RMS {provenance['root_path_error_rms_m']:.3f} m (max "
+              f"{provenance['root_path_error_max_m']:.3f} m) over {provenance['source_root_path_length_m']:.2f} m")
+    summary = check["summary"]
+    print(f"  check: {'passed' if summary['passed'] else 'NOT passed'}: penetration {summary['penetration_max_m']:.3f} m, "
+          f"skating {summary['skating_mean_m_s']:.3f} m/s, joint range excursion {summary['range_beyond_deg']:.1f} deg")
+    print(f"  provenance: {sidecar}" + (f"; image strip ({used}): {args.render}" if args.render else ""))
+
+
+def _motion_render(args) -> None:
+    from kinesis_neuro import motion, motion_check, storage
+    from kinesis_neuro import model as mdl
+
+    storage.refuse_overwriting([args.out], [args.motion])
+    walk = motion.from_opensim(args.motion, data_dir=args.data_dir)
+    path, used = motion_check.render_strip(mdl.load_model(), walk, args.out, frames=args.frames,
+                                           renderer=args.renderer)
+    print(f"{args.frames} frames of {args.motion} ({used}): {path}")
 
 
 def _phase_grid(text: str) -> tuple[int, tuple[int, int] | None]:
@@ -163,28 +272,60 @@ def _phase_grid(text: str) -> tuple[int, tuple[int, int] | None]:
         raise KinesisNeuroError(f"--phase-points takes N (e.g. 101) or STANCE,SWING (e.g. 100,100), got {text!r}") from None
 
 
-def _compare(args) -> None:
-    from kinesis_neuro import compare, mapping, storage
-    from kinesis_neuro.record import Recording
+def _load_recordings(paths, args) -> list:
+    """``--recording`` paths (recording .nc or another tool's activation file) with ``--recording-events``,
+    ``--muscle-names`` and ``--motion``."""
+    from kinesis_neuro.activation_files import load_muscle_names, load_recording
 
-    inputs = [args.recording, args.emg, args.events, args.muscle_map]
-    storage.refuse_overwriting([args.out], inputs)
-    recording = Recording.load(args.recording)
-    n_points, split = _phase_grid(args.phase_points)
-    table = mapping.load_mapping(args.muscle_map) if args.muscle_map else None
-    human = compare.human_cycles(args.emg, side=args.side, n_points=n_points, split=split, preset=args.emg_format,
-                                 events=args.events, activation_dynamics=args.activation_dynamics,
-                                 data_dir=args.data_dir)
-    ds = compare.compare(recording, human, side=args.side, mapping_table=table, n_boot=args.bootstrap, seed=args.seed)
-    result = compare.write_outputs(ds, args.out, protect=inputs)
+    names = load_muscle_names(args.muscle_names) if getattr(args, "muscle_names", None) else None
+    return [load_recording(p, events=getattr(args, "recording_events", None), muscle_names=names,
+                           motion=getattr(args, "motion", None), data_dir=args.data_dir) for p in paths]
+
+
+def _print_comparison(result: dict, ds, out) -> None:
+    from kinesis_neuro import compare
+
     print(compare.correlation_table(result).to_string(float_format=lambda v: f"{v:.3f}"))
-    print(f"median r {result['median_r']:.3f}, Fisher-z mean r {result['mean_r_fisher']:.3f} over "
-          f"{len(result['muscles'])} muscles; {result['cycles']['simulated']} simulated cycles vs "
-          f"{result['cycles']['human']}; outputs in {args.out}")
+    kind = result.get("comparison_kind", "cycles")
+    muscles = len(result["muscles"])
+    if kind == "time series":
+        print(f"{result['comparison']}: {result['reason']}")
+        print(f"median r {result['median_r']:.3f}, Fisher-z mean r {result['mean_r_fisher']:.3f} over {muscles} "
+              f"muscles (at the best lag within ±{1000 * ds.attrs['max_lag_s']:g} ms: median r "
+              f"{result['median_r_at_best_lag']:.3f}, median lag {result['median_best_lag_ms']:+.0f} ms); "
+              f"outputs in {out}")
+    elif kind == "normative":
+        print(result["comparison"] + (f"; {result['speed']['choice']}" if result["speed"]["choice"] else ""))
+        print(f"median r {result['median_r']:.3f}, Fisher-z mean r {result['mean_r_fisher']:.3f} over {muscles} "
+              "muscles; "
+              f"median share of phases within ±1 SD {result['median_share_within_sd']:.2f}; outputs in {out}")
+    else:
+        print(f"{result['comparison']}; phase: {result['phase_definition']}")
+        print(f"median r {result['median_r']:.3f}, Fisher-z mean r {result['mean_r_fisher']:.3f} over "
+              f"{muscles} muscles; {result['cycles']['simulated']} simulated cycles vs "
+              f"{result['cycles']['human']}; outputs in {out}")
     if result["undefined_r"]:
         print(f"note: {compare.UNDEFINED_R_NOTE}: {', '.join(result['undefined_r'])}")
     if "spm_note" in ds.attrs:
         print(f"note: {ds.attrs['spm_note']}")
+    if "samples" in ds.attrs.get("emg_preset", ""):  # chosen from the values of a file: say so
+        print(f"note: EMG processing preset {ds.attrs['emg_preset']}")
+
+
+def _compare(args) -> None:
+    from kinesis_neuro import compare, mapping, storage
+
+    inputs = [args.recording, args.emg, args.events, args.muscle_map, args.muscle_names, args.recording_events]
+    storage.refuse_overwriting([args.out], inputs)
+    recording = _load_recordings([args.recording], args)[0]
+    n_points, split = _phase_grid(args.phase_points)
+    table = mapping.load_mapping(args.muscle_map) if args.muscle_map else None
+    ds = compare.compare_any(recording, args.emg, side=args.side, n_points=n_points, split=split,
+                             preset=args.emg_format, events=args.events, activation_dynamics=args.activation_dynamics,
+                             mapping_table=table, n_boot=args.bootstrap, seed=args.seed,
+                             toe_off_percent=args.register_toe_off, speed=args.speed, data_dir=args.data_dir)
+    result = compare.write_outputs(ds, args.out, protect=inputs)
+    _print_comparison(result, ds, args.out)
 
 
 def _synergies(args) -> None:
@@ -207,11 +348,11 @@ def _synergies(args) -> None:
 
 def _export(args) -> None:
     from kinesis_neuro import export, storage
-    from kinesis_neuro.record import Recording
 
-    storage.refuse_overwriting([args.out, f"{args.out}.dictionary.txt"], [*args.recording, args.comparison])
+    storage.refuse_overwriting([args.out, f"{args.out}.dictionary.txt"],
+                               [*args.recording, args.comparison, args.recording_events, args.muscle_names])
     comparison = export.load_comparison(args.comparison) if args.comparison else None
-    ds = export.study_dataset([Recording.load(p) for p in args.recording], comparison, side=args.side)
+    ds = export.study_dataset(_load_recordings(args.recording, args), comparison, side=args.side)
     for path in export.write(ds, args.out, args.format):
         print(f"wrote {path}")
 
@@ -271,9 +412,10 @@ def _train(args) -> None:
     env = {"motion": args.motion, "control_mode": args.control_mode}
     if args.data_dir:
         env["data_dir"] = args.data_dir
-    config = PPOConfig(total_steps=args.steps, workers=args.workers, seed=args.seed, env=env,
+    config = PPOConfig(total_steps=args.steps, workers=args.workers, num_envs=args.num_envs,
+                       overlap=not args.no_overlap, seed=args.seed, env=env,
                        checkpoint_every=args.checkpoint_every, mirror_coef=args.mirror_coef)
-    trainer = Trainer(config, args.out, resume=args.resume, overwrite=args.overwrite)
+    trainer = Trainer(config, args.out, resume=args.resume, overwrite=args.overwrite, scheduler=args.scheduler)
     try:
         trainer.run(progress=not args.no_progress)
     finally:
@@ -345,6 +487,31 @@ def _pipeline(args) -> None:
         print(f"policy metrics written to {write_policy_metrics(summary, args.policy)}")
 
 
+def _benchmark(args) -> None:
+    from kinesis_neuro import benchmark, mapping, storage
+
+    inputs = [*(args.recording or []), *(args.policy or []), *(args.emg or []), args.muscle_map, args.muscle_names,
+              args.events, args.recording_events]
+    storage.refuse_overwriting([args.out], inputs)
+    if not args.recording and not args.policy:
+        raise KinesisNeuroError("give controllers to benchmark: --recording (recording .nc or activation file) "
+                                "and/or --policy (policy folders)")
+    table = mapping.load_mapping(args.muscle_map) if args.muscle_map else None
+    controllers = {}
+    for rec in _load_recordings(args.recording or [], args):
+        controllers[benchmark.controller_label(rec, controllers)] = rec
+    controllers.update(benchmark.rollout_policies(args.policy or [], episodes=args.episodes, seed=args.seed,
+                                                  data_dir=args.data_dir))
+    result, comparisons = benchmark.benchmark(controllers, user_emg=args.emg or (), side=args.side, mapping_table=table,
+                                              events=args.events, emg_format=args.emg_format, gait=args.gait,
+                                              datasets=args.datasets, n_boot=args.bootstrap, seed=args.seed,
+                                              data_dir=args.data_dir)
+    written = benchmark.write_outputs(result, comparisons, args.out, protect=inputs)
+    print(benchmark.format_table(result))
+    print(f"human range: {benchmark.CEILING}")
+    print(f"outputs in {args.out}: {', '.join(written)}")
+
+
 def _export_policy(args) -> None:
     from kinesis_neuro import policies
 
@@ -356,6 +523,15 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _recording_options(parser) -> None:
+    parser.add_argument("--recording-events",
+                        help="gait events of an activation file (GRF .mot, dataset file, or heel strikes "
+                             "'right:0.61,1.72;left:1.15'; right_toe_off:T for toe-offs); replace a .nc's events")
+    parser.add_argument("--muscle-names", help="CSV of other models' muscle names (name,myolegs) extending "
+                                               "kinesis_neuro/data/muscle_names.csv (gait2392 -> MyoLegs)")
+    parser.add_argument("--motion", help="motion of an activation file (e.g. moco-walk: its speed and gait)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -395,23 +571,52 @@ def build_parser() -> argparse.ArgumentParser:
     si.add_argument("--reserves", type=POSITIVE, help="reserve torque actuators of this max torque (N m)")
     si.add_argument("--periodic", type=POSITIVE_INT, metavar="STRIDES",
                     help="simulate this many strides of the periodic walk built from the trial (mirrored half cycle)")
-    si.add_argument("--emg", help="EMG to correlate with (e.g. moco-walk)")
+    si.add_argument("--emg", help="EMG envelopes to correlate with (e.g. moco-walk, or your own file)")
+    si.add_argument("--muscle-map", help="CSV overriding the EMG-channel to muscle mapping (emg_name,muscles)")
     si.add_argument("--side", **SIDE)
     si.add_argument("--out", required=True, help="recording .nc")
     si.set_defaults(func=_simulate)
 
-    mo = sub.add_parser("motion", help="reference motions")
+    mo = sub.add_parser("motion", help="reference motions: import, check, render")
     mo_sub = mo.add_subparsers(dest="motion_command", required=True)
-    mc = mo_sub.add_parser("check", help="foot slip, floor penetration and heel strikes of a motion on MyoLegs")
-    mc.add_argument("--motion", default="moco-walk")
-    mc.add_argument("--grf", default="moco-walk/grf_walk.mot")
+    mi = mo_sub.add_parser("import", help="markers (.trc/.c3d), OpenSim IK (.sto/.mot/.mat) or joint positions "
+                                          "(MDM/AMP .npy) -> MyoLegs coordinates (.mot) every command reads")
+    mi.add_argument("file", help="motion file or dataset file (e.g. rajagopal-run/motion_capture_run.trc)")
+    mi.add_argument("--out", required=True, help="coordinates file .mot (its provenance goes beside it: .mot.json)")
+    mi.add_argument("--format", choices=["markers", "opensim", "mdm", "skeleton"],
+                    help="override the format found from the extension (and a pickle's content)")
+    mi.add_argument("--sample", type=SEED, help="sample of a multi-sample MDM file (default 0)")
+    mi.add_argument("--static", help="static marker trial to calibrate the subject on (marker files)")
+    mi.add_argument("--no-floor", action="store_true",
+                    help="keep the height of a marker or IK motion as it is (joint positions are always placed)")
+    mi.add_argument("--render", help="also draw an image strip of the imported motion (.png)")
+    mi.set_defaults(func=_motion_import)
+    mc = mo_sub.add_parser("check", help="foot skating, floor penetration, joint ranges, residuals and heel strikes "
+                                         "of a motion on MyoLegs")
+    mc.add_argument("--motion", default="moco-walk", help="dataset or OpenSim coordinates file")
+    mc.add_argument("--grf", help="GRF (.mot or .c3d) for stance slip and heel strikes (default: moco-walk's own "
+                                  "for --motion moco-walk; otherwise none: kinematic contacts only)")
+    mc.add_argument("--no-grf", action="store_true", help="kinematic checks only, even for moco-walk")
     mc.add_argument("--json", help="also write the report as JSON")
     mc.set_defaults(func=_motion_check)
+    mr = mo_sub.add_parser("render", help="image strip of a motion on MyoLegs (side view)")
+    mr.add_argument("motion", help="dataset or OpenSim coordinates file")
+    mr.add_argument("--out", required=True, help="image file (.png, .pdf, .svg)")
+    mr.add_argument("--frames", type=POSITIVE_INT, default=6, help="frames in the strip (default 6)")
+    mr.add_argument("--renderer", choices=["auto", "mujoco", "matplotlib"], default="auto",
+                    help="MuJoCo offscreen (needs MUJOCO_GL=egl/osmesa) or a stick figure; auto: MuJoCo when it works")
+    mr.set_defaults(func=_motion_render)
 
     tr = sub.add_parser("train", help="train a muscle policy to imitate a walking trial (PPO)")
     tr.add_argument("--motion", default="moco-walk", help="dataset or OpenSim coordinates file")
     tr.add_argument("--steps", type=POSITIVE_INT, default=1_000_000, help="total control steps (all workers)")
-    tr.add_argument("--workers", type=POSITIVE_INT, default=2, help="rollout worker processes")
+    tr.add_argument("--workers", type=POSITIVE_INT, default=2, help="rollout workers (processes, or Dask actors)")
+    tr.add_argument("--num-envs", type=POSITIVE_INT, default=16,
+                    help="environments stepped together in each worker (a divisor of 2048, the steps per worker)")
+    tr.add_argument("--no-overlap", action="store_true",
+                    help="workers wait while the learner updates (default: they collect the next batch meanwhile)")
+    tr.add_argument("--scheduler", help="run the workers on this dask.distributed scheduler (tcp://host:8786) "
+                                        "instead of local processes")
     tr.add_argument("--control-mode", default="target-length", choices=["direct", "target-length"])
     tr.add_argument("--seed", type=SEED, default=0)
     tr.add_argument("--checkpoint-every", type=POSITIVE_INT, default=10, help="updates between checkpoints")
@@ -425,10 +630,20 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=_train)
 
     cp = sub.add_parser("compare", help="simulated activations vs human EMG: correlations, timing, SPM, synergies")
-    cp.add_argument("--recording", required=True, help="recording .nc (simulate or rollout)")
-    cp.add_argument("--emg", required=True, help="dataset (moco-walk, musclesynergies/SYNS.RData, ...) or EMG file")
+    cp.add_argument("--recording", required=True,
+                    help="recording .nc (simulate or rollout), or another tool's activations: OpenSim static "
+                         "optimisation *_activation.sto, CMC *_states.sto, Moco solution .sto, CSV/TSV (time + muscles)")
+    cp.add_argument("--emg", required=True,
+                    help="dataset (moco-walk, musclesynergies/SYNS.RData, schwartz2008, ...), EMG file, or a table "
+                         "of EMG in %% of the gait cycle (CSV: %% column + MUSCLE or MUSCLE_mean/MUSCLE_sd columns)")
     cp.add_argument("--emg-format", help="processing preset of the EMG: default | musclesynergies | processed")
-    cp.add_argument("--events", help="gait events of an EMG file (GRF .mot, .c3d, .RData)")
+    cp.add_argument("--events", help="gait events of an EMG file (GRF .mot, .c3d, .RData, or heel strikes "
+                                     "'right:0.61,1.72;left:1.15')")
+    _recording_options(cp)
+    cp.add_argument("--register-toe-off", type=_number(float, 0, inclusive=False), metavar="PCT",
+                    help="register stance piecewise-linearly to toe-off at PCT %% of the cycle (both sides)")
+    cp.add_argument("--speed", type=POSITIVE, help="non-dimensional speed v/sqrt(g L) picking the speed group of "
+                                                   "normative tables (default: nearest the recording's)")
     cp.add_argument("--activation-dynamics", action="store_true",
                     help="pass the EMG envelope through the muscles' activation dynamics before comparing")
     cp.add_argument("--muscle-map", help="CSV overriding the EMG-channel to muscle mapping")
@@ -449,7 +664,9 @@ def build_parser() -> argparse.ArgumentParser:
     sy.set_defaults(func=_synergies)
 
     xp = sub.add_parser("export", help="one self-describing study dataset (NetCDF/Zarr/CSV) + data dictionary")
-    xp.add_argument("--recording", nargs="+", required=True, help="recording(s) .nc")
+    xp.add_argument("--recording", nargs="+", required=True,
+                    help="recording(s) .nc, or other tools' activation files (OpenSim SO/CMC/Moco .sto, CSV)")
+    _recording_options(xp)
     xp.add_argument("--comparison", help="comparison.nc from kinesis-neuro compare")
     xp.add_argument("--side", **SIDE)
     xp.add_argument("--format", default="netcdf", choices=["netcdf", "zarr", "csv"])
@@ -467,6 +684,24 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument("--scheduler", help="address of an existing dask scheduler (default: a LocalCluster)")
     ab.add_argument("--out", required=True, help="output folder (partial results there make reruns resume)")
     ab.set_defaults(func=_ablate)
+
+    bm = sub.add_parser("benchmark", help="controllers vs every registered EMG dataset that suits their motion")
+    bm.add_argument("--recording", nargs="+", help="recording(s) .nc or other tools' activation files")
+    bm.add_argument("--policy", nargs="+", help="policy folder(s): rolled out --episodes seeded episodes each")
+    bm.add_argument("--episodes", type=POSITIVE_INT, default=5)
+    bm.add_argument("--seed", type=SEED, default=0)
+    _recording_options(bm)
+    bm.add_argument("--emg", nargs="+", help="your own EMG file(s) to add to the registered datasets")
+    bm.add_argument("--emg-format", help="processing preset of --emg files: default | processed")
+    bm.add_argument("--events", help="gait events of the --emg files (GRF file or 'right:0.61,1.72;left:1.15')")
+    bm.add_argument("--muscle-map", help="CSV overriding the EMG-channel to muscle mapping (for --emg files)")
+    bm.add_argument("--side", **{**SIDE, "help": "leg of the --emg files (registered datasets: right)"})
+    bm.add_argument("--gait", choices=["walking", "running"], help="override the walking/running decision")
+    bm.add_argument("--datasets", nargs="+", help="only these registered datasets (moco-walk, musclesynergies, "
+                                                  "falisse2019, rajagopal-run, schwartz2008)")
+    bm.add_argument("--bootstrap", type=POSITIVE_INT, default=1000, help="bootstrap resamples for the r CIs")
+    bm.add_argument("--out", required=True, help="output folder")
+    bm.set_defaults(func=_benchmark)
 
     pl = sub.add_parser("pipeline", help="main job: policy rollouts and static optimisation vs human EMG, figures")
     pl.add_argument("--policy", default="policies/myolegs-walk", help="policy folder")

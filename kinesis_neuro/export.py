@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from kinesis_neuro import __version__, gait, storage
+from kinesis_neuro import __version__, gait, registration, storage
 from kinesis_neuro.errors import DataFormatError, KinesisNeuroError
 from kinesis_neuro.record import Recording
 
@@ -22,6 +22,11 @@ def load_comparison(path) -> xr.Dataset:
     """A ``comparison.nc`` written by ``kinesis-neuro compare`` (``DataFormatError`` naming what is missing
     or invalid for any other file)."""
     ds = storage.load(path)
+    kind = ds.attrs.get("comparison_kind", "cycles") if isinstance(ds, xr.Dataset) else "cycles"
+    if kind != "cycles":
+        raise DataFormatError(f"{path}: a {kind} comparison ({ds.attrs.get('comparison', '')}); the study dataset "
+                              "holds gait-cycle comparisons only (its figures and summary.json are the outputs of "
+                              "this one)")
     missing = [v for v in COMPARISON_VARIABLES if not isinstance(ds, xr.Dataset) or v not in ds]
     if missing:
         raise DataFormatError(f"{path}: not a kinesis-neuro comparison (comparison.nc of `kinesis-neuro compare`): "
@@ -89,6 +94,8 @@ def study_dataset(recordings: list[Recording], comparison: xr.Dataset | None = N
         "institution": "", "source": "kinesis-neuro " + __version__,
         "history": f"{datetime.now(timezone.utc).isoformat(timespec='seconds')} kinesis-neuro export",
         "side": side, "provenance": json.dumps(provenance, default=str),
+        "phase_definition": str(cycles.attrs.get("phase_definition", "")),
+        "registration": registration.REGISTRATIONS[registration.EVEN],
         "comparison": json.dumps({k: str(v) for k, v in comparison.attrs.items()}) if comparison is not None else "",
     }
     return ds

@@ -106,8 +106,8 @@ def plot_comparison(ds: xr.Dataset, out_dir: str | Path) -> list[Path]:
             _peak_scaled(ax, phase, data, [d for d in data.dims if d != "phase"][0], color, label)
         ax.set_title(f"{ch}  r={float(ds.r.sel(channel=ch)):.2f}", fontsize=9)
     _label_grid(axes, len(channels), "mean ± SD / peak")
-    fig.suptitle(f"{ds.attrs.get('controller', 'simulation')} vs {Path(ds.attrs.get('human_source', '')).name}",
-                 fontsize=10)
+    fig.suptitle(f"{ds.attrs.get('controller', 'simulation')} vs {Path(ds.attrs.get('human_source', '')).name}"
+                 + (f": {ds.attrs['comparison']}" if ds.attrs.get("comparison") else ""), fontsize=10)
     fig.tight_layout()
     paths += _save(fig, out_dir, "cycles_overlay")
     plt.close(fig)
@@ -257,5 +257,153 @@ def plot_controllers(comparisons: dict[str, xr.Dataset], out_dir: str | Path) ->
     ax.set_title("timeshift: correlation of shifted simulated cycles with the human mean", fontsize=9)
     fig.tight_layout()
     paths += _save(fig, out_dir, "emg_correlation_lag")
+    plt.close(fig)
+    return paths
+
+
+def _grid(n: int, width: float = 2.7, height: float = 2.1, sharex: bool = True):
+    import matplotlib.pyplot as plt
+
+    ncol = min(5, n)
+    nrow = int(np.ceil(n / ncol))
+    return plt.subplots(nrow, ncol, figsize=(width * ncol, height * nrow), sharex=sharex, squeeze=False)
+
+
+def _title(ds: xr.Dataset) -> str:
+    """``controller vs EMG source: what was compared`` (the comparison label, e.g. a time-series window)."""
+    return (f"{ds.attrs.get('controller', 'simulation')} vs {Path(str(ds.attrs.get('human_source', ''))).name}: "
+            f"{ds.attrs.get('comparison', '')}")
+
+
+def plot_timeseries_comparison(ds: xr.Dataset, out_dir: str | Path) -> list[Path]:
+    """Figures of a time-series comparison (:func:`kinesis_neuro.compare.timeseries_comparison`, data without a
+    complete gait cycle), PNG + SVG: the simulated activation and the EMG over the window, each scaled to its
+    peak (``timeseries_overlay``), and r against the lag (``lag_curves``). Titles name the window."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    channels = [str(c) for c in ds.channel.values]
+    t = ds.time.values
+    paths = []
+    fig, axes = _grid(len(channels))
+    for ax, ch in zip(axes.flat, channels):
+        for var, label, color in (("human", "EMG", "k"), ("sim", "simulation", "C1")):
+            y = ds[var].sel(channel=ch).values
+            ax.plot(t, y / max(float(np.nanmax(np.abs(y))), 1e-12), color=color, lw=1.2, label=label)
+        lag = float(ds.best_lag.sel(channel=ch)) * 1000
+        ax.set_title(f"{ch}  r={float(ds.r.sel(channel=ch)):.2f}\n(lag {lag:+.0f} ms: "
+                     f"{float(ds.r_at_best_lag.sel(channel=ch)):.2f})", fontsize=8)
+    for ax in axes.flat[len(channels):]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel("time (s)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("signal / peak")
+    axes.flat[0].legend(fontsize=7, frameon=False)
+    fig.suptitle(_title(ds), fontsize=10)
+    fig.tight_layout()
+    paths += _save(fig, out_dir, "timeseries_overlay")
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    for ch in channels:
+        ax.plot(ds.lag.values * 1000, ds.lag_r.sel(channel=ch).values, lw=1, label=ch)
+    ax.axvline(0, color="0.6", lw=0.8)
+    ax.set_xlabel("lag of the simulation (ms; positive = simulation late, EMG leads)")
+    ax.set_ylabel("Pearson r")
+    ax.legend(fontsize=6, ncol=2, frameon=False)
+    ax.set_title(f"timeshift check: {ds.attrs.get('comparison', '')}", fontsize=9)
+    fig.tight_layout()
+    paths += _save(fig, out_dir, "lag_curves")
+    plt.close(fig)
+    return paths
+
+
+def plot_normative_comparison(ds: xr.Dataset, out_dir: str | Path) -> list[Path]:
+    """Figure of a normative comparison (:func:`kinesis_neuro.cycle_tables.normative_comparison`), PNG + SVG: per
+    muscle the normative mean ± 1 SD band and the simulated mean cycle, each scaled to its peak, with the phases
+    where the simulation leaves the band marked (``normative_overlay``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    channels = [str(c) for c in ds.channel.values]
+    phase = ds.phase.values
+    fig, axes = _grid(len(channels))
+    for ax, ch in zip(axes.flat, channels):
+        m, s = ds.normative_mean_scaled.sel(channel=ch).values, ds.normative_sd_scaled.sel(channel=ch).values
+        if np.isfinite(s).any():
+            ax.fill_between(phase, m - s, m + s, color="0.6", alpha=0.35, lw=0, label="normative ± 1 SD")
+        ax.plot(phase, m, color="k", lw=1.5, label="normative mean")
+        sim = ds.sim_scaled.sel(channel=ch).values
+        ax.plot(phase, sim, color="C1", lw=1.5, label="simulation")
+        outside = ds.within_sd.sel(channel=ch).values == 0
+        ax.plot(phase[outside], sim[outside], "x", color="C3", ms=3, label="outside ± 1 SD")
+        share = float(ds.share_within_sd.sel(channel=ch))
+        ax.set_title(f"{ch}\nr={float(ds.r.sel(channel=ch)):.2f}, within ±1 SD {100 * share:.0f} %", fontsize=8)
+    _label_grid(axes, len(channels), "mean / peak")
+    fig.suptitle(_title(ds), fontsize=10)
+    fig.tight_layout()
+    paths = _save(fig, out_dir, "normative_overlay")
+    plt.close(fig)
+    return paths
+
+
+def plot_benchmark(panels: dict[str, dict], out_dir: str | Path, name: str = "benchmark") -> list[Path]:
+    """Every controller against every EMG dataset in one figure (PNG + SVG), KINESIS's figure design per dataset
+    panel: for each muscle, grey boxes of human-to-human r where the dataset has several people, and each
+    controller's r beside them (a box over people, or one point).
+
+    ``panels``: dataset label -> ``{"title": text, "channels": [...], "human": {channel: r values} or None,
+    "controllers": {label: {channel: r value or values}}}``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    labels = list(dict.fromkeys(c for p in panels.values() for c in p["controllers"]))
+    colors = {label: f"C{k + 1}" for k, label in enumerate(labels)}
+    n = max(len(panels), 1)
+    width = max([len(p["channels"]) for p in panels.values()] + [4])
+    fig, axes = plt.subplots(n, 1, figsize=(min(16.0, max(8.0, 0.9 * width)), 2.9 * n), squeeze=False)
+    for ax, (dataset, panel) in zip(axes[:, 0], panels.items()):
+        channels = panel["channels"]
+        groups = (["human vs human"] if panel.get("human") else []) + [c for c in labels if c in panel["controllers"]]
+        step = 0.8 / max(len(groups), 1)
+        for k, group in enumerate(groups):
+            offset = -0.4 + step * (k + 0.5)
+            color = "0.7" if group == "human vs human" else colors[group]
+            values = panel["human"] if group == "human vs human" else panel["controllers"].get(group, {})
+            for x, ch in enumerate(channels):
+                v = np.atleast_1d(np.asarray(values.get(ch, []), dtype=float))
+                v = v[np.isfinite(v)]
+                if v.size > 1:
+                    ax.boxplot(v, positions=[x + offset], widths=step * 0.8, patch_artist=True, showfliers=False,
+                               boxprops={"facecolor": color, "edgecolor": "0.3", "lw": 0.6},
+                               medianprops={"color": "k", "lw": 0.8}, whiskerprops={"lw": 0.6},
+                               capprops={"lw": 0.6})
+                elif v.size == 1:
+                    ax.plot([x + offset], v, "o", color=color, ms=4, mec="0.2", mew=0.4)
+            ax.plot([], [], "s" if group == "human vs human" else "o", color=color, label=group)
+        ax.axhline(0, color="0.6", lw=0.8)
+        ax.set_xticks(range(len(channels)), channels, rotation=30, ha="right", fontsize=7)
+        ax.set_xlim(-0.6, len(channels) - 0.4)
+        ax.set_ylim(-1.05, 1.05)
+        ax.set_ylabel("Pearson r", fontsize=8)
+        ax.set_title(panel["title"], fontsize=9)
+        ax.legend(fontsize=6, frameon=False, ncol=len(groups), loc="lower left")
+    fig.suptitle("controllers vs human EMG, every dataset (boxes: people or pairs of people; points: one r)",
+                 fontsize=10)
+    fig.tight_layout()
+    paths = _save(fig, out_dir, name)
     plt.close(fig)
     return paths

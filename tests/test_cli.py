@@ -61,3 +61,18 @@ def test_offline_missing_dataset_message(tmp_path):
     result = subprocess.run([sys.executable, "-m", "kinesis_neuro.cli", "datasets", "path", "moco-walk"],
                             capture_output=True, text=True, env=env)
     assert result.returncode == 2 and "not available offline" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_own_emg_labels_fail_before_the_work_and_benchmark_needs_a_controller(data_dir, tmp_path):
+    path = tmp_path / "emg.csv"
+    path.write_text("time,soleus,hamstrings\n0.5,0.1,0.2\n0.6,0.2,0.3\n0.7,0.1,0.2\n")
+    result = run_cli("simulate", "--emg", str(path), "--side", "left", "--out", str(tmp_path / "so.nc"))
+    assert result.returncode == 2 and "EMG channel 'hamstrings' is not in the muscle mapping" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "so.nc").exists()
+    result = run_cli("benchmark", "--out", str(tmp_path / "b"))
+    assert result.returncode == 2 and "give controllers to benchmark" in result.stderr
+    activations = tmp_path / "activations.csv"
+    activations.write_text("time,soleus_r\n0.5,0.1\n0.6,0.2\n0.7,0.1\n")
+    result = run_cli("compare", "--recording", str(activations), "--emg", "moco-walk", "--recording-events", "right:x",
+                     "--out", str(tmp_path / "c"))
+    assert result.returncode == 2 and "'x' is not a time in s" in result.stderr and "Traceback" not in result.stderr

@@ -122,3 +122,132 @@ def test_figures_are_the_same_files_when_redrawn(periodic_recording, tmp_path):
     assert any(p.suffix == ".svg" for p in first)
     for a, b in zip(first, second):
         assert a.name == b.name and a.read_bytes() == b.read_bytes()
+
+
+# -- bring your own controller and EMG: windows, registration, normative tables ------------------------------
+
+LEFT_STRIKE, RIGHT_STRIKES = 0.8355, (0.2668, 1.4112)  # moco-walk/grf_walk.mot heel strikes (s)
+
+
+def _left_leg_user_files(tmp_path):
+    """A new user's EMG, made from real data: moco-walk's right-leg envelopes under the user's own channel labels,
+    moved by the interval from a right heel strike (0.267 s) to the next left one (0.836 s) so that they follow
+    the left leg's gait events as a left leg's EMG would in symmetric walking, and cut to the 1.2 s 0.60-1.80 s,
+    which hold one heel strike of each foot: no complete gait cycle of either side. Plus the user's mapping
+    CSV for the labels the package does not know."""
+    from kinesis_neuro import emg
+
+    signal = emg.read("moco-walk")
+    labels = {"soleus": "soleus", "gastrocnemius": "gastrocnemius", "tibialis_anterior": "tibialis_anterior",
+              "medial_hamstrings": "hamstrings", "biceps_femoris": "biceps_femoris", "vastus_lateralis": "vastus",
+              "rectus_femoris": "rectus_femoris", "gluteus_maximus": "gluteus"}
+    t = signal.time.values + (LEFT_STRIKE - RIGHT_STRIKES[0])
+    keep = (t >= 0.60) & (t < 1.80)
+    table = pd.DataFrame({"time": np.round(t[keep], 6)})
+    for old, new in labels.items():
+        table[new] = signal.sel(channel=old).values[keep]
+    path, mapping = tmp_path / "left_leg_emg.csv", tmp_path / "my_mapping.csv"
+    table.to_csv(path, index=False)
+    mapping.write_text("emg_name,muscles,note\nhamstrings,semimem semiten,medial hamstrings electrode\n"
+                       "vastus,vaslat vasmed vasint,all three vasti\ngluteus,glmax1 glmax2 glmax3,gluteus maximus\n")
+    return path, mapping
+
+
+def test_a_window_without_a_gait_cycle_from_the_cli_with_own_mapping_and_left_side(data_dir, tmp_path, capsys):
+    path, mapping = _left_leg_user_files(tmp_path)
+    so = tmp_path / "so.nc"
+    assert main(["simulate", "--motion", "moco-walk", "--emg", str(path), "--muscle-map", str(mapping),
+                 "--side", "left", "--out", str(so)]) == 0
+    printed = capsys.readouterr().out
+    assert "left leg" in printed and "hamstrings" in printed and "median r: 0.727" in printed
+    out = tmp_path / "cmp"
+    assert main(["compare", "--recording", str(so), "--emg", str(path), "--muscle-map", str(mapping), "--side", "left",
+                 "--events", f"left:{LEFT_STRIKE};right:{RIGHT_STRIKES[1]}", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "time series over 0.60-1.80 s (no complete gait cycle)" in printed and "median r 0.727" in printed
+    result = json.loads((out / "summary.json").read_text())
+    assert result["comparison"] == "time series over 0.60-1.80 s (no complete gait cycle)"
+    assert "1 left heel strike" in result["reason"] and result["side"] == "left"
+    assert result["muscles"]["vastus"]["muscles"] == "vaslat_l+vasmed_l+vasint_l"
+    assert result["median_r_at_best_lag"] > result["median_r"] and result["phase_definition"].startswith("none")
+    assert (out / "timeseries_overlay.png").stat().st_size > 5000 and (out / "lag_curves.svg").exists()
+    assert main(["compare", "--recording", str(so), "--emg", str(path), "--muscle-map", str(mapping), "--side", "left",
+                 "--activation-dynamics", "--out", str(tmp_path / "ad")]) == 0
+    assert "EMG: no gait events given" in capsys.readouterr().out
+    lagged = json.loads((tmp_path / "ad" / "summary.json").read_text())
+    assert lagged["emg_through_activation_dynamics"].startswith("tau_act") and lagged["median_r"] != result["median_r"]
+
+
+def _emg_as_activations(shift: float, t):
+    """A recording whose right-leg activations are the moco-walk EMG ``shift`` s later (every muscle of a channel
+    alike), with the trial's GRF gait events."""
+    from kinesis_neuro import emg, mapping
+
+    signal = emg.read("moco-walk")
+    muscles = {m: str(ch) for ch in signal.channel.values for m in mapping.muscles_for(str(ch), "right")}
+    values = np.column_stack([np.interp(t - shift, signal.time.values, signal.sel(channel=ch).values)
+                              for ch in muscles.values()]).clip(0, 1)
+    events = emg.read_events("moco-walk/grf_walk.mot").query(f"time >= {t[0]} and time <= {t[-1]}")
+    return Recording.from_arrays(t, list(muscles), activation=values, events=events,
+                                 attrs={"motion": "moco-walk", "controller": f"EMG {1000 * shift:g} ms later"})
+
+
+def test_lag_scans_recover_a_known_time_shift(data_dir):
+    window = _emg_as_activations(0.06, np.arange(0.30, 2.20, 0.001))  # one right heel strike inside: a window
+    ds = compare.compare_any(window, "moco-walk")
+    assert ds.attrs["comparison_kind"] == "time series"
+    assert np.allclose(ds.best_lag.values, 0.06) and np.all(ds.r_at_best_lag.values > 0.999)
+    cycles = _emg_as_activations(0.05, np.arange(0.0, 2.39, 0.001))  # both right heel strikes: a gait cycle
+    ds = compare.compare_any(cycles, "moco-walk", n_boot=20, synergies=False)
+    assert ds.attrs["comparison_kind"] == "cycles"
+    expected = 100 * 0.05 / (RIGHT_STRIKES[1] - RIGHT_STRIKES[0])  # 4.4 % of the cycle, on a 1 % grid
+    assert np.all(np.abs(ds.best_lag.values - expected) <= 1.0) and np.all(ds.r_at_best_lag.values > 0.98)
+
+
+def test_mismatched_phase_conventions_are_reported_not_mixed(periodic_recording):
+    from kinesis_neuro import registration
+
+    rec = Recording.load(periodic_recording)
+    stance_swing = compare.human_cycles("moco-walk", split=(100, 100))  # toe-off at "50 %" of 200 points
+    ds = compare.compare(rec, stance_swing, n_boot=10, synergies=False)
+    assert ds.attrs["registration"].startswith("stance and swing resampled separately")
+    # the same numbers (0, 0.5, ... 99.5 %) said to be an even grid from heel strike to heel strike
+    even = stance_swing.assign_attrs(phase_definition="0-100 % from heel strike to next heel strike")
+    with pytest.raises(ProcessingError, match="mismatched phase"):
+        compare.compare(rec, even, n_boot=10, synergies=False)
+    sim = compare.simulated_cycles(rec, list(stance_swing.channel.values), split=(100, 100))
+    with pytest.raises(ProcessingError, match="mismatched phase conventions: simulation: stance 0-50 %"):
+        registration.check_same(sim, even)
+    registered = compare.compare_any(rec, "moco-walk", toe_off_percent=60, n_boot=10, synergies=False)
+    assert registered.attrs["registration"].startswith("piecewise-linear time warping: stance")
+    assert "toe-off registered at 60 %" in registered.attrs["phase_definition"]
+    assert registered.sizes["phase"] == 100 and float(registered.phase[-1]) == 99.0
+    assert compare.summarise(registered)["registration"] == registered.attrs["registration"]
+
+
+def test_a_percent_gait_cycle_table_compares_against_a_recording(periodic_recording, tmp_path, capsys):
+    """A table of EMG in % of the gait cycle (mean and SD columns, one muscle without SD), made from real data:
+    Falisse et al.'s cycles recorded in every channel, averaged."""
+    human = compare.human_cycles("falisse2019")
+    table = pd.DataFrame({"% gait cycle": human.phase.values})
+    for ch in ("Soleus", "Tibialis-anterior", "Vastus-lateralis"):
+        table[f"{ch}_mean"] = human.sel(channel=ch).mean("cycle").values
+        table[f"{ch}_sd"] = human.sel(channel=ch).std("cycle").values
+    table["Rectus-femoris"] = human.sel(channel="Rectus-femoris").mean("cycle").values
+    path = tmp_path / "norms.csv"
+    table.to_csv(path, index=False)
+    out = tmp_path / "cmp"
+    assert main(["compare", "--recording", str(periodic_recording), "--emg", str(path), "--out", str(out)]) == 0
+    assert "normative mean ± 1 SD (norms.csv)" in capsys.readouterr().out
+    result = json.loads((out / "summary.json").read_text())
+    assert result["comparison_kind"] == "normative" and set(result["muscles"]) == {
+        "Soleus", "Tibialis-anterior", "Vastus-lateralis", "Rectus-femoris"}
+    assert 0 <= result["muscles"]["Soleus"]["share_within_sd"] <= 1
+    assert result["muscles"]["Rectus-femoris"]["share_within_sd"] is None  # no SD given: no band
+    ds = storage.load(out / "comparison.nc")
+    r = np.corrcoef(ds.sim_mean.sel(channel="Soleus"), ds.normative_mean.sel(channel="Soleus"))[0, 1]
+    assert result["muscles"]["Soleus"]["r"] == pytest.approx(r)
+    assert (out / "normative_overlay.png").stat().st_size > 5000
+    schwartz = compare.summarise(compare.compare_any(Recording.load(periodic_recording), "schwartz2008"))
+    assert schwartz["speed"]["group"] == "Free" and "1.24 m/s" in schwartz["speed"]["choice"]
+    assert len(schwartz["muscles"]) == 5

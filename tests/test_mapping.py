@@ -42,7 +42,8 @@ def test_every_mapped_muscle_exists_in_the_model(model):
         for side in ("right", "left"):
             muscles = mapping.muscles_for(emg_name, side, table)
             assert muscles and set(muscles) <= names, (emg_name, side, muscles)
-    assert set(table["convention"]) == {"moco-walk", "musclesynergies", "kinesis"}
+    assert set(table["convention"]) == {"moco-walk", "musclesynergies", "kinesis", "schwartz2008", "falisse2019",
+                                        "rajagopal-run"}
     assert (table["rule"] == "mean").all() and table.index.is_unique
 
 
@@ -61,6 +62,15 @@ def test_channels_read_from_the_real_files_are_mapped(data_dir):
         channels = [str(c) for c in emg.read(dataset).channel.values]
         assert len(channels) == {"moco-walk": 10, "musclesynergies": 13}[dataset]
         assert set(channels) <= set(table.index), dataset
+    import warnings
+
+    # the datasets of `kinesis-neuro benchmark` (Falisse et al.'s "Soleus" is the kinesis row)
+    for source in ("falisse2019", "rajagopal-run", "schwartz2008"):
+        read = emg.read_normative if source == "schwartz2008" else emg.read
+        with warnings.catch_warnings():  # Falisse et al.'s partly recorded cycles are warned about
+            warnings.simplefilter("ignore")
+            channels = {str(c) for c in read(source).channel.values}
+        assert channels <= set(table.index), (source, channels - set(table.index))
 
 
 def test_documented_choices():
