@@ -184,7 +184,7 @@ def _motion_check(args) -> None:
               f"contact {100 * r['contact_fraction']:.0f} % of frames; lowest point {r['lowest_height_m']:+.3f} m, "
               f"penetration {r['penetration_max_m']:.3f} m; heel strikes "
               f"{', '.join(f'{t:.2f}' for t in r['heel_strikes_kinematic_s']) or 'none'} s")
-    beyond = [(j, v) for j, v in report["joint_ranges"].items() if v["beyond_deg"] > 0]
+    beyond = [(j, v) for j, v in report["joint_ranges"].items() if v["beyond_deg"] >= 0.05]
     print("joint ranges: " + ("all within MyoLegs' ranges" if not beyond else "beyond MyoLegs' ranges: " + ", ".join(
         f"{j} {v['beyond_deg']:.1f} deg ({100 * v['frames_beyond']:.0f} % of frames)" for j, v in beyond)))
     if loads is not None:
@@ -197,7 +197,7 @@ def _motion_check(args) -> None:
                   f"max penetration {r['penetration_max_m']:.3f} m; heel strikes GRF "
                   f"{', '.join(f'{t:.3f}' for t in r['heel_strikes_grf_s'])} s vs kinematics "
                   f"{', '.join(f'{t:.3f}' for t in r['heel_strikes_kinematic_s'])} s")
-        report.update(grf_report)
+        report["grf"] = {"source": str(grf), **grf_report}
     limits = summary["thresholds"]
     print(f"{'passed' if summary['passed'] else 'NOT passed'}: penetration {summary['penetration_max_m']:.3f} m "
           f"(<= {limits['penetration_max_m']:g}), skating {summary['skating_mean_m_s']:.3f} m/s "
@@ -208,8 +208,8 @@ def _motion_check(args) -> None:
 
 
 def _motion_import(args) -> None:
-    from kinesis_neuro import motion, motion_check, storage
     from kinesis_neuro import model as mdl
+    from kinesis_neuro import motion, motion_check, storage
     from kinesis_neuro.io import motion_file
 
     sidecar = motion_file.sidecar_path(args.out)
@@ -253,8 +253,8 @@ def _motion_import(args) -> None:
 
 
 def _motion_render(args) -> None:
-    from kinesis_neuro import motion, motion_check, storage
     from kinesis_neuro import model as mdl
+    from kinesis_neuro import motion, motion_check, storage
 
     storage.refuse_overwriting([args.out], [args.motion])
     walk = motion.from_opensim(args.motion, data_dir=args.data_dir)

@@ -27,17 +27,21 @@ TIME_TOLERANCE = 1e-6  # s: GRF ending this close to the motion's last frame sti
 
 
 def grf_from_opensim(source: str | os.PathLike = "moco-walk/grf_walk.mot", *, data_dir=None,
-                     threshold: float = 20.0, feet: dict[str, str] | None = None) -> xr.Dataset:
+                     threshold: float = 20.0, feet: dict[str, str] | None = None, lab_to_ground=None) -> xr.Dataset:
     """Ground reaction forces of both feet from an OpenSim GRF file (``.mot``, or a ``.mat`` struct of one)
     expressed in the MuJoCo world frame: ``force`` (N), ``point`` (m) and ``torque`` (N m), dims
     ``(time, side, axis)``. Columns and ``feet`` as in :func:`kinesis_neuro.gait.grf_columns`
     (``ground_force_r_vy``, ``R_ground_force_vy``, numbered plates). Below ``threshold`` N of vertical
     force a foot's loads are set to zero. Forces beyond ±1e5 N, moments beyond ±1e5 N m and a loaded
-    foot's centre of pressure beyond ±100 m are refused (:data:`kinesis_neuro.io.common.LIMITS`)."""
+    foot's centre of pressure beyond ±100 m are refused (:data:`kinesis_neuro.io.common.LIMITS`).
+    ``lab_to_ground`` (3 x 3, rows: ground axes in the file's frame; e.g. ``attrs["lab_to_ground"]`` of the
+    marker IK of the same trial, which turns the lab about the vertical onto the walking direction) is
+    applied first; by default the file's frame is OpenSim's ground."""
     from kinesis_neuro import emg, gait
 
     grf = emg.read(source, data_dir=data_dir)
     columns = gait.grf_columns(grf, feet)
+    to_world = OPENSIM_TO_MUJOCO @ (np.eye(3) if lab_to_ground is None else _rotation(lab_to_ground, source))
     loads = {}
     for key, quantity in (("force", "force"), ("point", "centre of pressure"), ("torque", "moment")):
         per_side = []
@@ -46,10 +50,32 @@ def grf_from_opensim(source: str | os.PathLike = "moco-walk/grf_walk.mot", *, da
             foot_loaded = (grf.sel(channel=columns[side]["force"][1]).values[:, None] > threshold  # OpenSim y up
                            if key == "point" else None)
             check_values(grf.sel(channel=names), quantity, where=foot_loaded)
-            per_side.append(grf.sel(channel=names).values @ OPENSIM_TO_MUJOCO.T)
+            per_side.append(grf.sel(channel=names).values @ to_world.T)
         loads[key] = np.stack(per_side, axis=1)
     return _grf_dataset(grf.time.values, loads, threshold, source=grf.attrs["source"],
                         columns=json.dumps(columns))
+
+
+def _rotation(matrix, source) -> np.ndarray:
+    """A 3 x 3 rotation matrix from ``matrix`` (nested lists, e.g. a motion's provenance), or a one-line error."""
+    rotation = np.asarray(matrix, dtype=float)
+    if rotation.shape != (3, 3) or not np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-6):
+        raise DataFormatError(f"{source}: lab_to_ground must be a 3 x 3 rotation matrix, got {matrix!r}")
+    return rotation
+
+
+def load_grf(source: str | os.PathLike, *, data_dir=None, lab_to_ground=None, threshold: float = 20.0) -> xr.Dataset:
+    """Ground reaction forces of both feet from an OpenSim GRF file (``.mot``/``.sto``, a ``.mat`` struct of
+    one: :func:`grf_from_opensim`) or a C3D file's force plates (:func:`grf_from_c3d`), in the MuJoCo world.
+    ``lab_to_ground``: the lab-to-ground rotation the motion's marker IK used (its provenance), so the loads
+    and the motion share one frame; ``None``: the file's own frame (OpenSim files) or the plates' and
+    markers' directions (C3D)."""
+    from kinesis_neuro.emg.read import source_path
+
+    if source_path(source, data_dir).suffix.lower() == ".c3d":
+        return grf_from_c3d(source, data_dir=data_dir, threshold=threshold,
+                            lab_to_ground=None if lab_to_ground is None else _rotation(lab_to_ground, source))
+    return grf_from_opensim(source, data_dir=data_dir, threshold=threshold, lab_to_ground=lab_to_ground)
 
 
 def _grf_dataset(time: np.ndarray, loads: dict[str, np.ndarray], threshold: float, **attrs) -> xr.Dataset:

@@ -536,3 +536,73 @@ def inverse_kinematics(markers, *, subject: Subject | str | os.PathLike | xr.Dat
                "marker_weights": json.dumps(dict(zip(trial.names, w.tolist()))),
                "scale_factors": json.dumps(subject.scale_factors), "source": trial.attrs["source"]})
     return Motion(coords, attrs), residuals
+
+
+def fit_points(targets: np.ndarray, points: list[mk.Marker], time, *, weights=None, locked=DEFAULT_LOCKED,
+               filter_hz: float | None = 6.0, model: mujoco.MjModel | None = None, source: str = "points",
+               attrs: dict | None = None) -> tuple[Motion, xr.Dataset]:
+    """MyoLegs coordinates whose model ``points`` best fit ``targets`` frame by frame: the solver of
+    :func:`inverse_kinematics` (weighted least squares on MuJoCo Jacobians through the knee couplings, joint
+    limits as bounds, each frame started from the extrapolation of the last two), without calibration or
+    lab-frame handling. Used to retarget joint centres (:mod:`kinesis_neuro.retarget`).
+
+    ``targets``: (T, M, 3) in OpenSim's ground frame (m; NaN = unseen); ``points``: a
+    :class:`~kinesis_neuro.markers.Marker` per target (body and location on the unscaled MyoLegs; at least
+    three on the pelvis, which place the first frame); ``weights``: (M,), default 1; ``time``: (T,) s.
+    Frames are solved where every point is seen. Returns the Motion and residuals as
+    :func:`inverse_kinematics` does (``residual (time, marker)`` in m, ``rms (marker)``, attrs ``rms_m``,
+    ``max_m``)."""
+    targets = np.asarray(targets, dtype=float)
+    time = np.asarray(time, dtype=float)
+    names = [p.name for p in points]
+    if targets.ndim != 3 or targets.shape[1:] != (len(points), 3) or targets.shape[0] != time.size:
+        raise ProcessingError(f"targets {targets.shape} do not fit {len(points)} points and {time.size} times")
+    if sum(p.body == "pelvis" for p in points) < 3:
+        raise ProcessingError("fit_points needs at least three points on the pelvis to place the first frame")
+    chain = _Chain(_model(model), list(points))
+    w = np.ones(len(points)) if weights is None else np.asarray(weights, dtype=float)
+    lock = _locked(chain, locked)
+    free = _free(lock)
+    ground = targets
+    target = ground @ OPENSIM_TO_MUJOCO.T
+    seen = np.all(np.isfinite(target), axis=(1, 2))
+    frames = np.flatnonzero(seen)
+    if frames.size < 2:
+        raise DataFormatError(f"{source}: fewer than 2 frames show every point ({', '.join(names)})")
+    problem = _Problem(chain, w, free, _bounds(chain.model))
+    x = np.full((time.size, len(COORDINATES)), np.nan)
+    previous = []
+    for t in frames:
+        if not previous:
+            start = _pelvis_start(ground[t], chain)
+        elif len(previous) >= 2 and previous[-1] == t - 1 and previous[-2] == t - 2:
+            start = 2 * x[t - 1] - x[t - 2]
+        else:
+            start = x[previous[-1]]
+        x[t] = problem.solve(target[t], start)
+        previous.append(t)
+    span = np.arange(frames[0], frames[-1] + 1)
+    if frames.size < span.size:
+        x[span] = CubicSpline(time[frames], x[frames], axis=0)(time[span])
+    x, time, target = x[span], time[span], target[span]
+    rate = 1.0 / float(np.median(np.diff(time)))
+    coords = xr.DataArray(x, dims=("time", "coordinate"), coords={"time": time, "coordinate": list(COORDINATES)},
+                          attrs={"sampling_rate": rate, "source": source,
+                                 "units": "rad (rotations), m (pelvis_tx/ty/tz)"})
+    if filter_hz:
+        from kinesis_neuro import emg
+
+        coords = emg.lowpass(coords, filter_hz)
+    errors = np.array([chain.positions(xt) for xt in coords.values]) - target
+    distance = np.linalg.norm(errors, axis=2)
+    out_attrs = {"source": source, "sampling_rate": rate, "filter_hz": filter_hz or 0.0,
+                 "frame": "OpenSim ground: x forward, y up, z right", "locked": lock,
+                 "residual_rms_m": _rms(errors), "interpolated_frames": int(span.size - frames.size),
+                 **(attrs or {})}
+    residuals = xr.Dataset(
+        {"residual": (("time", "marker"), distance, {"units": "m"}),
+         "weight": ("marker", w),
+         "rms": ("marker", np.sqrt(np.nanmean(distance**2, axis=0)), {"units": "m"})},
+        coords={"time": time, "marker": names},
+        attrs={"units": "m", "rms_m": _rms(errors), "max_m": float(np.nanmax(distance)), "source": source})
+    return Motion(coords, out_attrs), residuals

@@ -20,6 +20,9 @@ def static_optimisation_recording(source: str = "moco-walk", grf: str | None = "
                                   data_dir=None, progress: bool = True) -> Recording:
     """Inverse dynamics with the measured GRF, then static optimisation at every coordinate frame.
 
+    ``grf``: an OpenSim GRF file or a C3D file's force plates (:func:`kinesis_neuro.dynamics.load_grf`); a
+    motion written by ``kinesis-neuro motion import`` from a marker trial carries the lab-to-ground rotation
+    its inverse kinematics used (provenance), which the GRF are turned by too, so both share one frame.
     Activations come from the optimisation; excitations are the inputs that make MuJoCo's
     activation dynamics produce them. Contacts and gait events come from the GRF. With
     ``periodic=N`` the trial is first turned into N strides of the periodic walk the imitation
@@ -30,8 +33,12 @@ def static_optimisation_recording(source: str = "moco-walk", grf: str | None = "
                      periodic=periodic)
     started = clock.time()
     model = mdl.load_model()
+    from kinesis_neuro.io.motion_file import read_provenance
+
     walk = motion.from_opensim(source, filter_hz=filter_hz, data_dir=data_dir)
-    loads = dynamics.grf_from_opensim(grf, data_dir=data_dir) if grf else None
+    provenance = read_provenance(source)  # a motion written by `motion import`: its lab frame, if from markers
+    loads = (dynamics.load_grf(grf, data_dir=data_dir, lab_to_ground=provenance.get("lab_to_ground"))
+             if grf else None)
     if loads is not None:
         dynamics.check_coverage(loads, walk.time, f"the motion {source}")
     events = emg.read_events(grf, data_dir=data_dir) if grf else None
@@ -66,6 +73,8 @@ def static_optimisation_recording(source: str = "moco-walk", grf: str | None = "
         root_residual_force=torques.residual_force.values, root_residual_moment=torques.residual_moment.values,
         events=events,
         attrs={"motion": str(source) + (f" (periodic walk, {periodic} strides)" if periodic else ""),
+               **({"motion_import": provenance.get("method", ""), "lab_to_ground": str(provenance["lab_to_ground"])}
+                  if provenance.get("lab_to_ground") is not None else {}),
                "grf": str(grf or "none"),
                "controller": f"static optimisation (minimise sum a^{exponent:g}, 0 <= a <= 1)",
                "max_leg_residual_n_m": float(np.abs(solution.residual.values).max()),
