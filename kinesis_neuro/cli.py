@@ -124,6 +124,8 @@ def _simulate(args) -> None:
                                     "through `kinesis-neuro compare`")
         for channel in signal.channel.values:  # an unmapped channel fails before the work
             mapping.muscles_for(str(channel), args.side, table)
+        preset, why = compare.emg_preset(args.emg, signal)
+        signal = emg.normalise(emg.process(signal, preset))  # an envelope, 0-1 per channel (activation dynamics)
     recording = static_optimisation_recording(args.motion, args.grf, exponent=args.exponent,
                                               reserves=args.reserves, periodic=args.periodic,
                                               data_dir=args.data_dir)
@@ -142,7 +144,8 @@ def _simulate(args) -> None:
         print(f"Pearson r, simulated activation vs EMG ({args.side} leg, {raw.attrs['window_s'][0]:g}-"
               f"{raw.attrs['window_s'][1]:g} s):")
         print(table.to_string(float_format=lambda v: f"{v:.3f}"))
-        print(f"median r: {raw.r.median():.3f} (EMG through activation dynamics: {lagged.r.median():.3f})")
+        print(f"median r: {raw.r.median():.3f} (EMG through activation dynamics: {lagged.r.median():.3f}); "
+              f"EMG preset {preset!r}: {why}")
 
 
 def _motion_check(args) -> None:
