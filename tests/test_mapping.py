@@ -43,7 +43,7 @@ def test_every_mapped_muscle_exists_in_the_model(model):
             muscles = mapping.muscles_for(emg_name, side, table)
             assert muscles and set(muscles) <= names, (emg_name, side, muscles)
     assert set(table["convention"]) == {"moco-walk", "musclesynergies", "kinesis", "schwartz2008", "falisse2019",
-                                        "rajagopal-run"}
+                                        "rajagopal-run", "gaitextract-walk"}
     assert (table["rule"] == "mean").all() and table.index.is_unique
 
 
@@ -65,7 +65,7 @@ def test_channels_read_from_the_real_files_are_mapped(data_dir):
     import warnings
 
     # the datasets of `kinesis-neuro benchmark` (Falisse et al.'s "Soleus" is the kinesis row)
-    for source in ("falisse2019", "rajagopal-run", "schwartz2008"):
+    for source in ("falisse2019", "rajagopal-run", "schwartz2008", "gaitextract-walk"):
         read = emg.read_normative if source == "schwartz2008" else emg.read
         with warnings.catch_warnings():  # Falisse et al.'s partly recorded cycles are warned about
             warnings.simplefilter("ignore")
