@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+import rdata
 import xarray as xr
 
 from kinesis_neuro.cli import main
@@ -157,8 +159,8 @@ def files(data_dir, tmp_path_factory) -> dict[str, Path]:
         out[f"folder.{kind}"].mkdir()
     out["SYNS.RData"] = root / "SYNS_lab2.RData"
     shutil.copy(data_dir / "musclesynergies" / "SYNS.RData", out["SYNS.RData"])
-    out["unrelated.RData"] = root / "unrelated.RData"  # a real RData file holding another object
-    shutil.copy(data_dir / "musclesynergies" / "RAW_DATA.RData", out["unrelated.RData"])
+    out["unrelated.RData"] = root / "unrelated.RData"  # an R data frame, not musclesyneRgies data
+    rdata.write_rda(out["unrelated.RData"], {"mydata": pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]})})
     out["garbage.RData"] = root / "garbage.RData"
     out["garbage.RData"].write_bytes(b"RDX3\n" + bytes(300))
     out["comparison-like.nc"] = root / "comparison-like.nc"
