@@ -1,11 +1,22 @@
 """PPO for the MyoLegs imitation environment, in one readable file (in the style of CleanRL).
 
-Rollouts run in parallel worker processes (one environment, MuJoCo model and policy copy each,
-one thread each), which run whole rollouts and return them; the learner keeps a running
-observation normaliser, a Gaussian policy with a state-independent log-std and a separate value
-network. Checkpoints are written atomically and
-hold everything needed to continue exactly: networks, optimizer, normaliser, every RNG and the
-state of every environment.
+Rollout workers (processes; one thread each) each step a batch of ``num_envs`` environments together
+(:class:`~kinesis_neuro.envs.vector.MyoLegsVectorEnv`: one matrix product per layer evaluates the policy
+for the whole batch) and return whole rollouts. The learner keeps a running observation normaliser, a
+Gaussian policy with a state-independent log-std and a separate value network.
+
+Overlap (``overlap=True``, default): while the learner updates on one batch, the workers already collect
+the next one with the policy they have, one update old; every batch records the policy version that
+collected it (``policy_version``, and ``policy_lag`` in the log). PPO's ratio is taken against the
+behaviour log-probabilities the workers recorded; a one-update-stale batch is corrected explicitly as in
+decoupled PPO (Hilton et al. 2021, "Batch size-invariance for policy optimization"): the clip is centred on
+the policy at the start of the update (the *proximal* policy, as in on-policy PPO) and each sample's
+advantage is weighted by pi_proximal / pi_behaviour. A fresh batch (lag 0) gives exactly PPO's objective.
+
+Workers run as local processes (pipes) or, with ``scheduler``, as Dask actors on a dask.distributed cluster
+(:mod:`kinesis_neuro.workers`). Checkpoints are written atomically and hold everything needed to continue
+exactly: networks, optimizer, normaliser, every RNG, the state of every environment and a collected batch
+not yet learned from.
 """
 
 from __future__ import annotations
@@ -28,7 +39,8 @@ import torch
 from torch import nn
 
 from kinesis_neuro import storage
-from kinesis_neuro.envs import ImitationConfig, MyoLegsImitationEnv
+from kinesis_neuro.envs import ImitationConfig
+from kinesis_neuro.envs.vector import MyoLegsVectorEnv
 from kinesis_neuro.errors import DataFormatError, KinesisNeuroError
 
 CHECKPOINT = "checkpoint.pt"
@@ -81,7 +93,9 @@ class PPOConfig:
 
     total_steps: int = 1_000_000
     workers: int = 2
-    rollout_steps: int = 2048  # per worker and update
+    num_envs: int = 16  # environments stepped together in each worker
+    rollout_steps: int = 2048  # per worker and update (summed over its num_envs environments)
+    overlap: bool = True  # workers collect the next batch (with the policy one update old) while the learner updates
     epochs: int = 5
     minibatches: int = 4
     learning_rate: float = 1e-4
@@ -105,12 +119,17 @@ class PPOConfig:
             if not ok:
                 raise KinesisNeuroError(f"PPO setting {name} must be {expected}, got {getattr(self, name)!r}")
 
-        for name in ("total_steps", "workers", "rollout_steps", "epochs", "minibatches", "checkpoint_every"):
+        for name in ("total_steps", "workers", "num_envs", "rollout_steps", "epochs", "minibatches",
+                     "checkpoint_every"):
             require(_is_int(getattr(self, name)) and getattr(self, name) >= 1, name, "an integer >= 1")
+        require(self.rollout_steps % self.num_envs == 0, "rollout_steps",
+                f"a multiple of num_envs = {self.num_envs} (steps per worker, shared by its environments)")
+        require(isinstance(self.overlap, (bool, np.bool_)), "overlap", "true or false")
+        self.overlap = bool(self.overlap)
         require(self.rollout_steps * self.workers >= 2 * self.minibatches, "minibatches",
                 f"at most rollout_steps x workers / 2 = {self.rollout_steps * self.workers // 2} (2 samples each)")
-        require(_is_int(self.seed) and 0 <= self.seed <= 2**32 - self.workers, "seed",
-                "an integer in [0, 2**32 - workers]")
+        require(_is_int(self.seed) and 0 <= self.seed <= 2**32 - self.workers * self.num_envs, "seed",
+                "an integer in [0, 2**32 - workers x num_envs]")
         require(valid_hidden(self.hidden), "hidden", "a non-empty list of layer sizes (integers >= 1)")
         self.hidden = tuple(int(v) for v in self.hidden)
         for name, low, high, expected in (("learning_rate", 0, None, "> 0"), ("gamma", 0, 1, "in (0, 1]"),
@@ -177,100 +196,138 @@ class ActorCritic(nn.Module):
         return self.critic(self.norm(obs)).squeeze(-1)
 
 
-class NumpyActor:
-    """The policy mean of an :class:`ActorCritic` evaluated with numpy on one observation (a rollout step;
-    torch's per-call overhead would cost a quarter of the step). The value network stays with the
-    learner, which evaluates it on the whole batch: one network's weights stay in cache."""
+def actor_weights(agent: ActorCritic) -> dict:
+    """What a rollout worker needs of the policy, as numpy arrays: normaliser, actor layers, log-std
+    (the value network stays with the learner)."""
+    norm = agent.norm
+    return {"norm_mean": norm.mean.numpy().copy(), "norm_var": norm.var.numpy().copy(), "clip": float(norm.clip),
+            "layers": [(m.weight.detach().numpy().T.copy(), m.bias.detach().numpy().copy()) for m in agent.actor
+                       if isinstance(m, nn.Linear)],
+            "log_std": agent.log_std.detach().numpy().astype(np.float64)}
 
-    def __init__(self, agent: ActorCritic):
-        norm = agent.norm
-        self.mean, self.std, self.clip = norm.mean.numpy(), np.sqrt(norm.var.numpy() + 1e-8), norm.clip
-        self.layers = [(m.weight.detach().numpy().T.copy(), m.bias.detach().numpy()) for m in agent.actor
-                       if isinstance(m, nn.Linear)]
-        self.log_std = agent.log_std.detach().numpy().astype(np.float64)
+
+class NumpyActor:
+    """The policy mean of an :class:`ActorCritic` evaluated with numpy on a batch of observations (torch's
+    per-call overhead would cost a quarter of a rollout step). Built from the networks or from
+    :func:`actor_weights`."""
+
+    def __init__(self, agent: ActorCritic | None = None, weights: dict | None = None):
+        weights = actor_weights(agent) if agent is not None else weights
+        self.mean, self.std, self.clip = weights["norm_mean"], np.sqrt(weights["norm_var"] + 1e-8), weights["clip"]
+        self.layers = [(np.asarray(w), np.asarray(b)) for w, b in weights["layers"]]
+        self.log_std = np.asarray(weights["log_std"], dtype=np.float64)
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
-        """The action mean for one observation."""
+        """The action means of observations ``(n, n_obs)`` (or of one, ``(n_obs,)``)."""
         x = np.clip((obs - self.mean) / self.std, -self.clip, self.clip).astype(np.float32)
         for w, b in self.layers[:-1]:
             x = np.tanh(x @ w + b)
         w, b = self.layers[-1]
         return (x @ w + b).astype(np.float64)
 
-    def log_prob(self, action: np.ndarray, mean: np.ndarray) -> float:
-        """Gaussian log-density of ``action`` summed over its dimensions."""
-        return float(np.sum(-0.5 * ((action - mean) / np.exp(self.log_std)) ** 2 - self.log_std
-                            - 0.5 * np.log(2 * np.pi)))
+    def log_prob(self, action: np.ndarray, mean: np.ndarray):
+        """Gaussian log-density of ``action`` summed over its dimensions (one per row)."""
+        logp = np.sum(-0.5 * ((action - mean) / np.exp(self.log_std)) ** 2 - self.log_std - 0.5 * np.log(2 * np.pi),
+                      axis=-1)
+        return float(logp) if np.ndim(logp) == 0 else logp
 
 
 class RolloutWorker:
-    """One environment with its own copy of the policy and its own action-noise RNG; runs whole
-    rollouts (environment and policy on one core) so that workers never wait for the learner."""
+    """``num_envs`` environments stepped together (:class:`MyoLegsVectorEnv`, autoreset) with their own
+    action-noise RNG; runs whole rollouts (environments and policy on one core) so that workers never
+    wait for the learner. Environment ``j`` is seeded ``seed + j``, the noise RNG ``seed``. The same object
+    runs in a local worker process or as a Dask actor."""
 
-    def __init__(self, env_config: dict, seed: int, hidden, init_log_std: float):
-        self.env = MyoLegsImitationEnv(ImitationConfig(**env_config))
-        self.obs, _ = self.env.reset(seed=seed)
-        self.agent = ActorCritic(self.env.observation_space.shape[0], self.env.action_space.shape[0], hidden,
-                                 init_log_std)
+    def __init__(self, env_config: dict, seed: int, num_envs: int = 1):
+        torch.set_num_threads(1)
+        _single_threaded_blas()
+        self.env = MyoLegsVectorEnv(num_envs, ImitationConfig(**env_config))
+        self.obs, _ = self.env.reset(seed=[seed + j for j in range(num_envs)])
         self.generator = torch.Generator().manual_seed(seed)
-        self.episode_return, self.episode_length = 0.0, 0
+
+    def mirror_maps(self):
+        return self.env.mirror_maps()
 
     @property
     def state(self) -> dict:
-        return {"env": self.env.state, "obs": self.obs, "generator": self.generator.get_state(),
-                "episode_return": self.episode_return, "episode_length": self.episode_length}
+        return {"envs": self.env.state, "obs": self.obs, "generator": self.generator.get_state()}
 
     @state.setter
     def state(self, value: dict) -> None:
-        self.env.state = value["env"]
-        self.obs = np.asarray(value["obs"])
+        if "env" in value:  # one environment per worker (kinesis-neuro before vectorised environments)
+            value = {"envs": [{**value["env"], "episode_return": value["episode_return"],
+                               "episode_length": value["episode_length"]}],
+                     "obs": np.asarray(value["obs"])[None], "generator": value["generator"]}
+        obs = np.asarray(value["obs"], dtype=np.float64)
+        if obs.shape != self.obs.shape:
+            raise KinesisNeuroError(f"observations of shape {obs.shape} for {self.obs.shape}")
+        self.env.state = value["envs"]
+        self.obs = obs
         self.generator.set_state(torch.as_tensor(np.asarray(value["generator"]), dtype=torch.uint8))
-        self.episode_return, self.episode_length = float(value["episode_return"]), int(value["episode_length"])
 
-    def rollout(self, weights: dict, steps: int) -> dict:
-        """``steps`` control steps with the given policy weights; the episode statistics of finished episodes.
-        Observations after a time-limit truncation (whose value the learner bootstraps) come back in
-        ``final_obs`` with their step index in ``final_index``; ``last_obs`` follows the last step."""
-        self.agent.load_state_dict(weights)
-        policy = NumpyActor(self.agent)
+    def get_state(self) -> dict:  # Dask actors expose methods, not properties
+        return self.state
+
+    def set_state(self, value: dict) -> None:
+        try:
+            self.state = value
+        except Exception as err:  # the state comes from a checkpoint file
+            raise KinesisNeuroError(f"the saved environment state does not fit ({_one_line(err)})") from err
+
+    def rollout(self, weights: dict, steps: int, version: int = 0) -> dict:
+        """``steps`` control steps (``steps / num_envs`` per environment) with the policy ``weights``
+        (:func:`actor_weights`) of update ``version``; arrays are (time, environment, ...). Observations
+        after a time-limit truncation (whose value the learner bootstraps) come back in ``final_obs`` with
+        their (step, environment) in ``final_index``; ``last_obs`` follows the last step; ``finished`` holds
+        the statistics of the episodes that ended."""
+        policy = NumpyActor(weights=weights)
         std = np.exp(policy.log_std)
-        n_obs, n_act = self.obs.shape[0], self.env.action_space.shape[0]
-        out = {"obs": np.zeros((steps, n_obs), np.float32), "actions": np.zeros((steps, n_act), np.float32),
-               **{k: np.zeros(steps, np.float32) for k in ("logprobs", "rewards", "dones")}}
+        env, n = self.env, self.env.num_envs
+        T, n_obs, n_act = steps // n, self.obs.shape[1], env.single_action_space.shape[0]
+        out = {"obs": np.zeros((T, n, n_obs), np.float32), "actions": np.zeros((T, n, n_act), np.float32),
+               **{k: np.zeros((T, n), np.float32) for k in ("logprobs", "rewards", "dones")}}
         final_obs, final_index = [], []
         finished = {"return": [], "length": [], "tracking_error": []}
-        for t in range(steps):
+        for t in range(T):
             obs = self.obs.astype(np.float32)
             mean = policy(obs)
-            action = (mean + std * torch.randn(n_act, generator=self.generator).numpy()).astype(np.float32)
+            action = (mean + std * torch.randn((n, n_act), generator=self.generator).numpy()).astype(np.float32)
             out["logprobs"][t] = policy.log_prob(action, mean)
             out["obs"][t], out["actions"][t] = obs, action
-            self.obs, reward, terminated, truncated, info = self.env.step(action)
+            self.obs, reward, terminated, truncated, info = env.step(action)
             out["rewards"][t] = reward
-            self.episode_return += reward
-            self.episode_length += 1
-            if terminated or truncated:
-                out["dones"][t] = 1.0
-                if truncated and not terminated:  # time limit: the future is not zero, bootstrap it
-                    final_obs.append(self.obs.astype(np.float32))
-                    final_index.append(t)
-                finished["return"].append(self.episode_return)
-                finished["length"].append(self.episode_length)
-                finished["tracking_error"].append(info["tracking_error"])
-                self.episode_return, self.episode_length = 0.0, 0
-                self.obs, _ = self.env.reset()
+            if info:  # an episode ended (infos are empty otherwise)
+                done = terminated | truncated
+                out["dones"][t] = done
+                for i in np.flatnonzero(done):
+                    if truncated[i] and not terminated[i]:  # time limit: the future is not zero, bootstrap it
+                        final_obs.append(info["final_obs"][i].astype(np.float32))
+                        final_index.append((t, i))
+                    finished["return"].append(float(info["episode"]["r"][i]))
+                    finished["length"].append(int(info["episode"]["l"][i]))
+                    finished["tracking_error"].append(float(info["final_info"]["tracking_error"][i]))
         out["final_obs"] = np.array(final_obs, np.float32).reshape(-1, n_obs)
-        out["final_index"] = np.array(final_index, np.int64)
+        out["final_index"] = np.array(final_index, np.int64).reshape(-1, 2)
         out["last_obs"] = self.obs.astype(np.float32)
         out["finished"] = finished
+        out["version"] = int(version)
         return out
 
 
-def _worker_main(pipe, env_config: dict, seed: int, hidden, init_log_std: float) -> None:
-    torch.set_num_threads(1)
+def _single_threaded_blas() -> None:
+    """One BLAS thread in this process (a rollout worker has one core)."""
     try:
-        worker = RolloutWorker(env_config, seed, hidden, init_log_std)
-        pipe.send(("ok", worker.env.mirror_maps()))
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(1)
+
+
+def _worker_main(pipe, env_config: dict, seed: int, num_envs: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the learner's: it saves, then closes the workers
+    try:
+        worker = RolloutWorker(env_config, seed, num_envs)
+        pipe.send(("ok", worker.mirror_maps()))
         while True:
             command, argument = pipe.recv()
             if command == "close":
@@ -280,10 +337,7 @@ def _worker_main(pipe, env_config: dict, seed: int, hidden, init_log_std: float)
             elif command == "get_state":
                 result = worker.state
             else:
-                try:
-                    worker.state = argument
-                except Exception as err:  # the state comes from a checkpoint file
-                    raise KinesisNeuroError(f"the saved environment state does not fit ({_one_line(err)})") from err
+                worker.set_state(argument)
                 result = None
             pipe.send(("ok", result))
     except (KinesisNeuroError, OSError) as err:  # the user's to fix (a bad motion, an unreadable file): one line
@@ -295,21 +349,24 @@ def _worker_main(pipe, env_config: dict, seed: int, hidden, init_log_std: float)
 
 
 class WorkerPool:
-    """Rollout workers in separate processes (one MuJoCo model each, one thread each)."""
+    """Rollout workers in local processes (one thread each), talked to over pipes. Worker ``i`` seeds its
+    environments from ``seed + i * num_envs``. :class:`kinesis_neuro.workers.DaskWorkerPool` has the same
+    interface."""
 
-    def __init__(self, n: int, env_config: dict, seed: int, hidden, init_log_std: float):
+    def __init__(self, n: int, env_config: dict, seed: int, num_envs: int = 1):
         import multiprocessing as mp
 
         context = mp.get_context("spawn")
         self.pipes, self.processes = [], []
         for i in range(n):
             parent, child = context.Pipe()
-            process = context.Process(target=_worker_main, args=(child, env_config, seed + i, hidden, init_log_std),
+            process = context.Process(target=_worker_main, args=(child, env_config, seed + i * num_envs, num_envs),
                                       daemon=True)
             process.start()
+            child.close()  # the worker's end: a worker that dies ends our reads (EOFError) instead of hanging them
             self.pipes.append(parent)
             self.processes.append(process)
-        try:  # each worker builds its environment: a bad motion or setting fails here
+        try:  # each worker builds its environments: a bad motion or setting fails here
             self.mirror_maps = self._gather()[0]  # (obs index, obs sign, action index)
         except BaseException:
             self.close()
@@ -318,8 +375,12 @@ class WorkerPool:
 
     def _gather(self) -> list:
         results = []
-        for pipe in self.pipes:
-            status, value = pipe.recv()
+        for i, (pipe, process) in enumerate(zip(self.pipes, self.processes)):
+            try:
+                status, value = pipe.recv()
+            except (EOFError, OSError):
+                process.join(timeout=5)
+                raise KinesisNeuroError(f"rollout worker {i} died (exit code {process.exitcode})") from None
             if status == "user-error":
                 raise KinesisNeuroError(value)
             if status == "error":
@@ -332,8 +393,13 @@ class WorkerPool:
             pipe.send((command, argument))
         return self._gather()
 
-    def rollout(self, weights: dict, steps: int) -> list[dict]:
-        return self._broadcast("rollout", [(weights, steps)] * len(self.pipes))
+    def start_rollout(self, weights: dict, steps: int, version: int) -> None:
+        """Every worker starts a rollout of ``steps`` steps; :meth:`finish_rollout` collects them."""
+        for pipe in self.pipes:
+            pipe.send(("rollout", (weights, steps, version)))
+
+    def finish_rollout(self) -> list[dict]:
+        return self._gather()
 
     def get_states(self) -> list[dict]:
         return self._broadcast("get_state", [None] * len(self.pipes))
@@ -349,6 +415,26 @@ class WorkerPool:
                 except BrokenPipeError:  # a worker that failed is exiting
                     pass
             process.join(timeout=10)
+            if process.is_alive():
+                process.kill()
+                process.join()
+
+
+def gae(rewards: np.ndarray, values: np.ndarray, dones: np.ndarray, bootstrap: np.ndarray, next_value: np.ndarray,
+        gamma: float, lam: float) -> np.ndarray:
+    """Generalised advantage estimates of (time, environment) arrays: the TD errors vectorised, then one
+    backward pass over time (vectorised over environments). ``bootstrap``: the value of the observation after
+    a time-limit truncation at that step (0 elsewhere); ``next_value``: the value after the last step."""
+    following = np.concatenate([values[1:], next_value[None]])
+    not_done = 1 - dones
+    delta = rewards + gamma * (bootstrap + not_done * following) - values
+    decay = gamma * lam * not_done
+    advantages = np.empty_like(values)
+    running = np.zeros_like(values[0])
+    for t in range(len(values) - 1, -1, -1):
+        running = delta[t] + decay[t] * running
+        advantages[t] = running
+    return advantages
 
 
 def _to_tensors(obj):
@@ -417,8 +503,11 @@ def checkpoint_config(ckpt: dict, path: Path, **changes) -> PPOConfig:
     unknown = sorted(set(ckpt["config"]) - {f.name for f in fields(PPOConfig)})
     if unknown:
         raise DataFormatError(f"{path}: unknown PPO settings {unknown} in the checkpoint's config")
+    settings = dict(ckpt["config"])
+    if "num_envs" not in settings:  # written before vectorised environments: it goes on as it was trained
+        settings.update(num_envs=1, overlap=False)
     try:
-        return PPOConfig(**{**ckpt["config"], **changes})
+        return PPOConfig(**{**settings, **changes})
     except KinesisNeuroError as err:
         raise DataFormatError(f"{path}: {err}") from err
 
@@ -495,9 +584,16 @@ class Trainer:
     (replace it) is given. Everything (settings, checkpoint, environment and motion, which the workers build)
     is checked before the folder is touched: then ``config.json`` is written (atomically) and, for a new run,
     an earlier run's checkpoint and log are removed; other files in the folder (an exported policy) stay.
+
+    ``scheduler``: run the rollout workers as Dask actors on the dask.distributed cluster at this address
+    (``tcp://host:8786``) or of this ``distributed.Client`` (see :mod:`kinesis_neuro.workers`); default: local
+    worker processes. The environments and their action noise do not depend on where workers run, so a
+    checkpoint written by one resumes on the other; the learner's arithmetic follows its thread count
+    (:func:`learner_threads`), so runs repeat bit for bit with the same seed, workers and machine.
     """
 
-    def __init__(self, config: PPOConfig, out: str | Path, resume: bool = False, overwrite: bool = False):
+    def __init__(self, config: PPOConfig, out: str | Path, resume: bool = False, overwrite: bool = False,
+                 scheduler=None):
         self.out = Path(out)
         if resume and overwrite:
             raise KinesisNeuroError("--resume continues a run and --overwrite replaces it: give one of them")
@@ -518,9 +614,18 @@ class Trainer:
                                     "continue it with --resume or replace it with --overwrite")
         self.config = config
         os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the workers: one thread each
-        torch.set_num_threads(os.cpu_count() or 1)  # the learner runs while the workers wait
         self._seed(config.seed)
-        self.workers = WorkerPool(config.workers, config.env, config.seed, config.hidden, config.init_log_std)
+        if scheduler is None:
+            self.workers = WorkerPool(config.workers, config.env, config.seed, config.num_envs)
+            local_workers = config.workers
+        else:
+            from kinesis_neuro.workers import DaskWorkerPool
+
+            self.workers = DaskWorkerPool(scheduler, config.workers, config.env, config.seed, config.num_envs)
+            local_workers = self.workers.local_workers
+        torch.set_num_threads(learner_threads(config, local_workers))
+        self._ready: list[dict] | None = None  # a collected batch not learned from yet (workers' results)
+        self._in_flight = False  # the workers are collecting a batch
         try:
             self.agent = ActorCritic(self.workers.n_obs, self.workers.n_act, config.hidden, config.init_log_std)
             self.optimizer = torch.optim.Adam(self.agent.parameters(), lr=config.learning_rate, eps=1e-5)
@@ -545,24 +650,36 @@ class Trainer:
         np.random.seed(seed)
         torch.manual_seed(seed)
 
+    @property
+    def batch_size(self) -> int:
+        return self.config.rollout_steps * self.config.workers
+
     # -- checkpoints ------------------------------------------------------------------------------
-    def _payload(self) -> dict:
+    def _payload(self, worker_states: list[dict]) -> dict:
         return {
             "config": asdict(self.config), "update": self.update, "global_step": self.global_step,
             "agent": self.agent.state_dict(), "optimizer": self.optimizer.state_dict(),
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1],
                     "numpy_pos": int(np.random.get_state()[2]), "python": list(random.getstate()[1])},
-            "workers": self.workers.get_states(),
+            "workers": worker_states, "pending": self._ready,
         }
 
-    def save(self) -> Path:
+    def save(self, final: bool = False) -> Path:
+        """Write the checkpoint. A batch the workers are collecting is waited for and saved with it (its
+        environments' states are those after it); unless ``final``, the workers then start the next batch
+        while the file is written, as the training loop would next."""
+        if self._in_flight:
+            self._ready, self._in_flight = self.workers.finish_rollout(), False
+        payload = self._payload(self.workers.get_states())
+        if not final and self._ready is not None and self._overlap_next():
+            self._launch()
         path = self.out / CHECKPOINT
-        save_checkpoint(path, self._payload())
+        save_checkpoint(path, payload)
         return path
 
     def _restore(self, ckpt: dict) -> None:
-        """Networks, optimizer, RNGs and environments from a checkpoint of ``self.out``; a ``DataFormatError``
-        when its contents do not fit the run its config describes."""
+        """Networks, optimizer, RNGs, environments and a pending batch from a checkpoint of ``self.out``; a
+        ``DataFormatError`` when its contents do not fit the run its config describes."""
         try:
             if len(ckpt["workers"]) != self.config.workers:
                 raise ValueError(f"{len(ckpt['workers'])} worker states for {self.config.workers} workers")
@@ -572,46 +689,90 @@ class Trainer:
             np.random.set_state(("MT19937", ckpt["rng"]["numpy"].numpy(), ckpt["rng"]["numpy_pos"], 0, 0.0))
             random.setstate((3, tuple(int(v) for v in ckpt["rng"]["python"]), None))
             self.workers.set_states(_to_numpy(ckpt["workers"]))
+            pending = ckpt.get("pending")
+            if pending is not None:
+                pending = _to_numpy(pending)
+                if len(pending) != self.config.workers or any(p["obs"].shape[:2] != pending[0]["obs"].shape[:2]
+                                                              for p in pending):
+                    raise ValueError("the pending batch does not fit the workers")
+            self._ready = pending
         except (KinesisNeuroError, KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as err:
             raise DataFormatError(f"{self.out / CHECKPOINT}: does not fit the run its config describes "
                                   f"({err if isinstance(err, KinesisNeuroError) else _one_line(err)})") from err
         self.update, self.global_step = int(ckpt["update"]), int(ckpt["global_step"])
 
     # -- one PPO iteration --------------------------------------------------------------------------
+    def _launch(self) -> None:
+        """The workers start collecting a batch with the current policy (version: the number of updates)."""
+        self.workers.start_rollout(actor_weights(self.agent), self.config.rollout_steps, self.update)
+        self._in_flight = True
+
+    def _overlap_next(self) -> bool:
+        """Whether the workers should collect the batch after the one at hand while the learner updates."""
+        return (self.config.overlap and not self._in_flight and not self.stop_requested
+                and self.global_step + self.batch_size < self.config.total_steps)
+
     def collect(self) -> tuple[dict, dict]:
-        """Every worker rolls out ``rollout_steps`` with the current policy; GAE on the result."""
-        c, T, N = self.config, self.config.rollout_steps, self.config.workers
-        parts = self.workers.rollout(self.agent.state_dict(), T)
-        stacked = {k: torch.as_tensor(np.stack([p[k] for p in parts], axis=1))
+        """The batch of the next update (collected by the workers, in flight, or pending from a checkpoint)
+        with its advantages; with ``overlap`` the workers start on the batch after it before this returns."""
+        if self._ready is not None:
+            parts, self._ready = self._ready, None
+        else:
+            if not self._in_flight:
+                self._launch()
+            parts, self._in_flight = self.workers.finish_rollout(), False
+        if self._overlap_next():
+            self._launch()
+        return self._batch(parts)
+
+    def _batch(self, parts: list[dict]) -> tuple[dict, dict]:
+        """Stack the workers' rollouts (environments side by side) and compute GAE."""
+        c = self.config
+        stacked = {k: np.concatenate([p[k] for p in parts], axis=1)
                    for k in ("obs", "actions", "logprobs", "rewards", "dones")}
+        T, M = stacked["rewards"].shape
+        per_worker = M // len(parts)
         finished = {k: [v for p in parts for v in p["finished"][k]] for k in ("return", "length", "tracking_error")}
-        self.global_step += T * N
+        self.global_step += T * M
         with torch.no_grad():
-            values = self.agent.value(stacked["obs"].reshape(T * N, -1)).reshape(T, N)
-            next_value = self.agent.value(torch.as_tensor(np.stack([p["last_obs"] for p in parts])))
-            bootstrap = torch.zeros((T, N))
-            for n, p in enumerate(parts):
-                if len(p["final_index"]):
-                    bootstrap[torch.as_tensor(p["final_index"]), n] = self.agent.value(torch.as_tensor(p["final_obs"]))
-        rewards, dones = stacked["rewards"], stacked["dones"]
-        advantages = torch.zeros((T, N))
-        gae = torch.zeros(N)
-        for t in reversed(range(T)):
-            following = next_value if t == T - 1 else values[t + 1]
-            target = rewards[t] + c.gamma * (bootstrap[t] + (1 - dones[t]) * following)
-            delta = target - values[t]
-            gae = delta + c.gamma * c.gae_lambda * (1 - dones[t]) * gae
-            advantages[t] = gae
-        batch = {"obs": stacked["obs"].reshape(T * N, -1), "actions": stacked["actions"].reshape(T * N, -1),
-                 "logprobs": stacked["logprobs"].reshape(-1), "advantages": advantages.reshape(-1),
-                 "returns": (advantages + values).reshape(-1), "values": values.reshape(-1)}
+            values = self.agent.value(torch.as_tensor(stacked["obs"].reshape(T * M, -1))).reshape(T, M).numpy()
+            next_value = self.agent.value(torch.as_tensor(np.concatenate([p["last_obs"] for p in parts]))).numpy()
+            bootstrap = np.zeros((T, M), np.float32)
+            final_obs = np.concatenate([p["final_obs"] for p in parts])
+            if len(final_obs):
+                index = np.concatenate([p["final_index"] + [0, w * per_worker] for w, p in enumerate(parts)])
+                bootstrap[index[:, 0], index[:, 1]] = self.agent.value(torch.as_tensor(final_obs)).numpy()
+        advantages = gae(stacked["rewards"], values, stacked["dones"], bootstrap, next_value, c.gamma, c.gae_lambda)
+
+        def flat(a: np.ndarray) -> torch.Tensor:  # (time, environment, ...) -> (sample, ...), time-major
+            return torch.as_tensor(a.reshape(T * M, *a.shape[2:]))
+
+        batch = {"obs": flat(stacked["obs"]), "actions": flat(stacked["actions"]),
+                 "logprobs": flat(stacked["logprobs"]), "advantages": flat(advantages),
+                 "returns": flat(advantages + values), "values": flat(values),
+                 "dones": flat(stacked["dones"]),
+                 "policy_version": torch.full((T * M,), parts[0]["version"], dtype=torch.int64)}
         return batch, finished
 
     def learn(self, batch: dict) -> dict:
-        """PPO epochs over shuffled minibatches; returns the mean losses of the last epoch."""
+        """PPO epochs over shuffled minibatches; returns the mean losses of the last epoch. A batch collected by
+        an older policy (``policy_version`` below the number of updates) is corrected as in decoupled PPO: ratio
+        and clip against the policy at the start of this update, advantages weighted by its probability over
+        the behaviour policy's (see the module docstring)."""
         c = self.config
         size = batch["obs"].shape[0]
         mb = size // c.minibatches
+        behaviour = batch["logprobs"]
+        agent = self.agent
+        with torch.no_grad():  # the normaliser stays fixed during the epochs: normalise the batch once
+            normalised = agent.norm(batch["obs"])
+        if bool((batch["policy_version"] != self.update).any()):
+            with torch.no_grad():
+                proximal = torch.distributions.Normal(agent.actor(normalised), agent.log_std.exp())
+                proximal = proximal.log_prob(batch["actions"]).sum(-1)
+            weights = (proximal - behaviour).exp()
+        else:
+            proximal, weights = behaviour, None
         stats = {}
         for _ in range(c.epochs):
             order = torch.randperm(size)
@@ -619,17 +780,24 @@ class Trainer:
                      "symmetry_loss": []}
             for start in range(0, size - mb + 1, mb):
                 idx = order[start:start + mb]
-                dist = self.agent.distribution(batch["obs"][idx])
+                dist = torch.distributions.Normal(agent.actor(normalised[idx]), agent.log_std.exp())
                 logprob = dist.log_prob(batch["actions"][idx]).sum(-1)
-                ratio = (logprob - batch["logprobs"][idx]).exp()
+                ratio = (logprob - proximal[idx]).exp()
                 adv = batch["advantages"][idx]
                 adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                if weights is not None:
+                    adv = adv * weights[idx]
                 policy_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - c.clip, 1 + c.clip)).mean()
-                value_loss = 0.5 * ((self.agent.value(batch["obs"][idx]) - batch["returns"][idx]) ** 2).mean()
+                value_loss = 0.5 * ((agent.critic(normalised[idx]).squeeze(-1) - batch["returns"][idx]) ** 2).mean()
                 entropy = dist.entropy().sum(-1).mean()
-                symmetry_loss = self.symmetry_loss(batch["obs"][idx], dist.mean)
-                loss = (policy_loss + c.value_coef * value_loss - c.entropy_coef * entropy
-                        + c.mirror_coef * symmetry_loss)
+                loss = policy_loss + c.value_coef * value_loss - c.entropy_coef * entropy
+                if c.mirror_coef > 0:
+                    symmetry_loss = self.symmetry_loss(batch["obs"][idx], dist.mean)
+                    loss = loss + c.mirror_coef * symmetry_loss
+                    epoch["symmetry_loss"].append(symmetry_loss.item())
+                elif start == 0:  # unused: logged from the epoch's first minibatch only (a forward pass saved)
+                    with torch.no_grad():
+                        epoch["symmetry_loss"].append(self.symmetry_loss(batch["obs"][idx], dist.mean).item())
                 self.optimizer.zero_grad()
                 loss.backward()
                 nn.utils.clip_grad_norm_(self.agent.parameters(), c.max_grad_norm)
@@ -638,8 +806,7 @@ class Trainer:
                     epoch["policy_loss"].append(policy_loss.item())
                     epoch["value_loss"].append(value_loss.item())
                     epoch["entropy"].append(entropy.item())
-                    epoch["symmetry_loss"].append(symmetry_loss.item())
-                    epoch["approx_kl"].append(((ratio - 1) - (logprob - batch["logprobs"][idx])).mean().item())
+                    epoch["approx_kl"].append(((ratio - 1) - (logprob - proximal[idx])).mean().item())
                     epoch["clipfrac"].append(((ratio - 1).abs() > c.clip).float().mean().item())
             stats = {k: float(np.mean(v)) for k, v in epoch.items()}
             if c.target_kl is not None and stats["approx_kl"] > c.target_kl:
@@ -648,6 +815,7 @@ class Trainer:
         residual = batch["returns"] - batch["values"]
         stats["explained_variance"] = float(1 - residual.var() / (batch["returns"].var() + 1e-8))
         stats["action_std"] = float(self.agent.log_std.detach().exp().mean())
+        stats["importance_weight"] = 1.0 if weights is None else float(weights.mean())
         return stats
 
     def symmetry_loss(self, obs: torch.Tensor, action_mean: torch.Tensor) -> torch.Tensor:
@@ -678,17 +846,19 @@ class Trainer:
                 while self.global_step < c.total_steps and not self.stop_requested:
                     started = time.time()
                     batch, finished = self.collect()
+                    version = int(batch["policy_version"][0])
                     stats = self.learn(batch)
                     self.update += 1
                     elapsed = time.time() - started
                     row = {"update": self.update, "global_step": self.global_step,
-                           "samples_per_s": c.rollout_steps * c.workers / elapsed,
+                           "samples_per_s": self.batch_size / elapsed,
                            "episodes": len(finished["length"]),
                            "episode_length": float(np.mean(finished["length"])) if finished["length"] else np.nan,
                            "episode_return": float(np.mean(finished["return"])) if finished["return"] else np.nan,
                            "tracking_error_m": float(np.mean(finished["tracking_error"]))
                            if finished["tracking_error"] else np.nan,
-                           **stats, "wall_time_s": time.time()}
+                           **stats, "wall_time_s": time.time(),
+                           "policy_version": version, "policy_lag": self.update - 1 - version}
                     history.append(row)
                     if writer is None:
                         columns = list(row) if new_log else _add_log_columns(log_path, list(row))
@@ -698,12 +868,12 @@ class Trainer:
                             writer.writeheader()
                     writer.writerow(row)
                     fh.flush()
-                    bar.update(c.rollout_steps * c.workers)
+                    bar.update(self.batch_size)
                     bar.set_postfix(sps=f"{row['samples_per_s']:.0f}", ep_len=f"{row['episode_length']:.0f}",
                                     ret=f"{row['episode_return']:.1f}", err=f"{row['tracking_error_m']:.3f}")
                     if self.update % c.checkpoint_every == 0:
                         self.save()
-            self.save()
+            self.save(final=True)
         finally:
             bar.close()
             for s, h in handlers.items():
@@ -715,3 +885,11 @@ class Trainer:
 
     def close(self) -> None:
         self.workers.close()
+
+
+def learner_threads(config: PPOConfig, local_workers: int) -> int:
+    """Torch threads of the learner: every core, less one per rollout worker on this machine when the workers
+    collect while the learner updates (``overlap``; oversubscribed cores stall torch's threads), at least one.
+    A function of the machine, the settings and where workers run, so a run repeats exactly on one machine."""
+    cores = os.cpu_count() or 1
+    return max(1, cores - (local_workers if config.overlap else 0))

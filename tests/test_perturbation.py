@@ -16,6 +16,8 @@ def policy(policy_dir):
 def test_null_offsets_leave_torques_unchanged_and_random_ones_do_not(policy):
     ds = closed_loop_perturbation(policy, episodes=2, norm=0.05, seed=3, progress=False)
     null, random = ds.sel(perturbation="null"), ds.sel(perturbation="random")
+    # measured over 3 tiny policies (training seeds 0-2) x seeds 0-5: null <= 1.1e-15, random 2.26-2.98 N m,
+    # applied norm 0.038-0.041, deviations >= 1e-4; episodes fall within 0.3 s, before rounding differences grow
     assert (null.torque_change < 1e-6).all()
     assert (random.torque_change > 1.0).all()  # N m
     assert (ds.applied_norm > 0.02).all() and (ds.applied_norm <= 0.05 + 1e-12).all()
