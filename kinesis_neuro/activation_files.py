@@ -75,17 +75,9 @@ def load_muscle_names(path: str | os.PathLike | None = None) -> pd.DataFrame:
 
 
 def _read_names(source, label: str, valid: list[str]) -> pd.DataFrame:
-    try:
-        raw = pd.read_csv(source, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except (OSError, ValueError, pd.errors.ParserError) as err:
-        raise DataFormatError(f"{label}: cannot read as a CSV muscle-name table ({type(err).__name__}: {err})") from err
-    raw.columns = [str(c).strip() for c in raw.columns]
-    missing = [c for c in ("name", "myolegs") if c not in raw.columns]
-    unknown = [c for c in raw.columns if c not in NAME_COLUMNS]
-    if missing or unknown:
-        raise DataFormatError(f"{label}: " + (f"missing columns {missing}; " if missing else "")
-                              + (f"unknown columns {unknown}; " if unknown else "")
-                              + f"the columns are {list(NAME_COLUMNS)}")
+    from kinesis_neuro.mapping import read_csv_table
+
+    raw = read_csv_table(source, label, "muscle-name table", ("name", "myolegs"), NAME_COLUMNS)
     rows = []
     for i, rec in enumerate(raw.to_dict("records")):
         name = rec["name"].strip()

@@ -47,20 +47,27 @@ def base_muscle_names() -> list[str]:
         return pd.read_csv(f)["muscle"].tolist()
 
 
-def _read_table(source, label: str, default_convention: str) -> pd.DataFrame:
-    """Parse and validate one mapping CSV; ``label`` names it in error messages."""
+def read_csv_table(source, label: str, kind: str, required, columns) -> pd.DataFrame:
+    """A user CSV table as text cells, with its ``required`` columns and no columns outside ``columns``
+    (``DataFormatError`` naming ``label`` and the ``kind`` of table otherwise)."""
     try:
         raw = pd.read_csv(source, dtype=str, keep_default_na=False, skipinitialspace=True)
     except (OSError, ValueError, pd.errors.ParserError) as err:
-        raise DataFormatError(f"{label}: cannot read as a CSV mapping table ({type(err).__name__}: {err})") from err
+        raise DataFormatError(f"{label}: cannot read as a CSV {kind} ({type(err).__name__}: {err})") from err
     raw.columns = [str(c).strip() for c in raw.columns]
-    missing = [c for c in ("emg_name", "muscles") if c not in raw.columns]
-    unknown = [c for c in raw.columns if c not in COLUMNS]
+    missing = [c for c in required if c not in raw.columns]
+    unknown = [c for c in raw.columns if c not in columns]
     if missing or unknown:
         raise DataFormatError(
             f"{label}: " + (f"missing columns {missing}; " if missing else "")
-            + (f"unknown columns {unknown}; " if unknown else "") + f"the columns are {list(COLUMNS)}"
+            + (f"unknown columns {unknown}; " if unknown else "") + f"the columns are {list(columns)}"
         )
+    return raw
+
+
+def _read_table(source, label: str, default_convention: str) -> pd.DataFrame:
+    """Parse and validate one mapping CSV; ``label`` names it in error messages."""
+    raw = read_csv_table(source, label, "mapping table", ("emg_name", "muscles"), COLUMNS)
     valid = base_muscle_names()
     rows = []
     for i, rec in enumerate(raw.to_dict("records")):
