@@ -24,7 +24,8 @@ never-overlapped, update excluded; with overlap the workers go on collecting dur
 run; the same for every configuration). Memory: resident set size of each worker process after its run.
 
 Samples per CPU-second (user + system time of the learner and worker processes over the same updates) are
-printed next to samples/s: on a machine shared with other jobs they vary far less than wall-clock rates.
+printed next to samples/s. On a machine shared with other jobs both vary: a multi-threaded learner (no
+overlap) also spends CPU time spinning while its threads wait for descheduled siblings.
 The learner's work is measured too (one PPO update on a batch of 2 x 2048 samples, one thread): when the
 workers and the learner share the machine's cores, training can go no faster than
 ``cores / (environment core-seconds + learner core-seconds)`` per sample, printed as the ceiling.
@@ -333,7 +334,7 @@ def main() -> None:
         print(f"ratio training: {new / sum(rates['old']):.3f}  (goal >= 2"
               + (f"; against the previous trainer: {new / sum(rates['previous']):.3f})" if args.previous else ")"),
               flush=True)
-        print(f"samples per CPU-second (learner and workers together; little affected by other processes' load): "
+        print(f"samples per CPU-second (learner and workers together): "
               f"x{new_cpu / sum(per_cpu['old']):.3f} the num_envs=1 path"
               + (f", x{new_cpu / sum(per_cpu['previous']):.3f} the previous trainer" if args.previous else ""),
               flush=True)

@@ -10,12 +10,15 @@ actions, bit for bit on one machine (the same floating-point operations on the s
 
 Target-length control runs at every physics substep. Two backends do it, with identical results:
 
-* ``"c"``: a small C kernel (the substep loop of every environment: ``mj_step1``, the muscle's force at
-  activation 0 and 1 from ``mj_fwdActuation``, the activation, ``mj_step2``; then the state the
-  observation needs, copied into batch arrays), compiled at first use with the system C compiler
-  (``cc``, or ``$CC``) against the MuJoCo library of the installed ``mujoco`` package and cached in
-  ``$KINESIS_NEURO_CACHE`` (default ``~/.cache/kinesis_neuro``). Compiled without fast-math or FMA
-  contraction, it does the same IEEE operations as the numpy code.
+* ``"c"``: a small C kernel (the substep loop of every environment: ``mj_step1``, the muscles' forces at
+  activation 0 and 1, the activation, ``mj_step2``; then the state the observation needs, copied into batch
+  arrays), compiled at first use with the system C compiler (``cc``, or ``$CC``; no headers or libraries
+  needed: it calls the MuJoCo library the ``mujoco`` package loaded through function pointers) and cached
+  in ``$KINESIS_NEURO_CACHE`` (default ``~/.cache/kinesis_neuro``). Compiled without fast-math or FMA
+  contraction, it does the same IEEE operations as the numpy code. The forces at activation 0 and 1 come
+  from MuJoCo's ``mju_muscleBias`` and ``mju_muscleGain`` (what ``mj_fwdActuation`` computes them with)
+  where every actuator is a plain MuJoCo muscle and both ways agree bit for bit on test states at start-up,
+  else from two ``mj_fwdActuation`` calls, as the single environment does.
 * ``"numpy"``: the same arithmetic over the batch as numpy arrays (``N x 80``), one MuJoCo call per
   environment per stage. The fallback where no compiler is found; ``backend="auto"`` (default) takes
   ``"c"`` when it builds. ``$KINESIS_NEURO_VECTOR_BACKEND`` overrides ``"auto"``.
