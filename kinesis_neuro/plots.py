@@ -18,9 +18,7 @@ def plot_cycles(cycles: xr.DataArray, path: str | Path, title: str | None = None
     import matplotlib.pyplot as plt
 
     channels = [str(c) for c in cycles.channel.values]
-    ncol = min(5, len(channels))
-    nrow = int(np.ceil(len(channels) / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(2.6 * ncol, 2.0 * nrow), sharex=True, squeeze=False)
+    fig, axes = _grid(len(channels), 2.6, 2.0)
     mean, sd = cycles.mean("cycle"), cycles.std("cycle")
     phase = cycles.phase.values
     for ax, ch in zip(axes.flat, channels):
@@ -96,10 +94,7 @@ def plot_comparison(ds: xr.Dataset, out_dir: str | Path) -> list[Path]:
     channels = [str(c) for c in ds.channel.values]
     phase = ds.phase.values
     paths = []
-    ncol = min(5, len(channels))
-    nrow = int(np.ceil(len(channels) / ncol))
-
-    fig, axes = plt.subplots(nrow, ncol, figsize=(2.7 * ncol, 2.1 * nrow), sharex=True, squeeze=False)
+    fig, axes = _grid(len(channels))
     for ax, ch in zip(axes.flat, channels):
         for var, label, color in (("human_cycles", "human", "k"), ("sim_cycles", "simulation", "C1")):
             data = ds[var].sel(channel=ch)
@@ -232,9 +227,7 @@ def plot_controllers(comparisons: dict[str, xr.Dataset], out_dir: str | Path) ->
     paths += _save(fig, out_dir, "emg_correlation_per_subject")
     plt.close(fig)
 
-    ncol = min(5, len(channels))
-    nrow = int(np.ceil(len(channels) / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(2.7 * ncol, 2.1 * nrow), sharex=True, squeeze=False)
+    fig, axes = _grid(len(channels))
     phase = first.phase.values
     for ax, ch in zip(axes.flat, channels):
         _peak_scaled(ax, phase, first.human_cycles.sel(channel=ch), "human_cycle", "k", "human")
