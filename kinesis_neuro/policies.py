@@ -1,7 +1,10 @@
 """Trained policies: export from a training checkpoint, load (weights only, no code), act and roll out.
 
 A policy folder holds ``policy.safetensors`` (actor weights, log-std, observation normaliser) and
-``policy.json`` (network sizes and the environment configuration it was trained in).
+``policy.json`` (network sizes and the environment configuration it was trained in). A mixture of experts
+(:mod:`kinesis_neuro.experts`) is one such folder too: ``policy.json`` says ``"kind": "mixture"`` and gives
+the number of experts, each expert's hidden sizes and the gate's; ``policy.safetensors`` holds every expert's
+normaliser, actor and log-std (``experts.<k>.``), the gate, the mixture's normaliser and log-std.
 """
 
 from __future__ import annotations
@@ -19,11 +22,13 @@ from kinesis_neuro.errors import DataFormatError, KinesisNeuroError
 
 WEIGHTS = "policy.safetensors"
 CONFIG = "policy.json"
+MIXTURE = "mixture"  # policy.json "kind" of a mixture of experts (a single policy has no "kind")
 
 
 @dataclass
 class Policy:
-    """A Gaussian MLP policy with its observation normaliser; ``act`` returns actions in [-1, 1]."""
+    """A Gaussian policy (an MLP, or a mixture of experts) with its observation normaliser; ``act`` returns
+    actions in [-1, 1]. ``agent.distribution(obs)`` gives the action distribution of a batch of observations."""
 
     agent: torch.nn.Module
     env_config: dict
@@ -61,8 +66,37 @@ def export(run_dir: str | Path, out: str | Path | None = None) -> Path:
     return out
 
 
+def export_mixture(mixture, out: str | Path, env_config: dict, extra: dict | None = None) -> Path:
+    """Write the :class:`~kinesis_neuro.experts.MixtureOfExperts` ``mixture`` (experts, gate, normaliser,
+    log-std; not the critic) as the policy folder ``out``, for the environment settings ``env_config``;
+    ``extra`` (plain data, e.g. ``update``, ``global_step``, ``seed`` of the gate's training) joins
+    ``policy.json``. Both files appear complete or not at all."""
+    from safetensors.torch import save_file
+
+    from kinesis_neuro.experts import MixtureOfExperts, hidden_sizes
+    from kinesis_neuro.train import check_env
+
+    if not isinstance(mixture, MixtureOfExperts):
+        raise KinesisNeuroError(f"export_mixture takes a MixtureOfExperts, got a {type(mixture).__name__}")
+    check_env(env_config, "env_config")
+    config = {"kind": MIXTURE, "experts": mixture.num_experts,
+              "hidden": [hidden_sizes(e.actor) for e in mixture.experts], "gate_hidden": hidden_sizes(mixture.gate),
+              "env": dict(env_config)}
+    clash = sorted(set(config) & set(extra or {}))
+    if clash:
+        raise KinesisNeuroError(f"extra must not replace {', '.join(clash)} of {CONFIG}")
+    state = {k: v.detach().contiguous() for k, v in mixture.state_dict().items() if not k.startswith("critic.")}
+    out = Path(out)
+    with storage.output_folder(out, last=(CONFIG,)) as staging:
+        save_file(state, staging / WEIGHTS)
+        storage.write_json({**config, **(extra or {})}, staging / CONFIG)
+    return out
+
+
 def _read_config(file: Path) -> dict:
-    """``policy.json``, checked: an object with ``hidden`` (layer sizes) and ``env`` (ImitationConfig settings)."""
+    """``policy.json``, checked: an object with ``hidden`` (layer sizes) and ``env`` (ImitationConfig settings);
+    for a mixture (``"kind": "mixture"``) ``hidden`` holds the layer sizes of each of ``experts`` experts and
+    ``gate_hidden`` those of the gate."""
     from kinesis_neuro.train import check_env, valid_hidden
 
     try:
@@ -71,22 +105,38 @@ def _read_config(file: Path) -> dict:
         raise DataFormatError(f"{file}: not valid JSON ({err})") from err
     if not isinstance(config, dict):
         raise DataFormatError(f"{file}: expected a JSON object with hidden and env, got a {type(config).__name__}")
-    missing = [k for k in ("hidden", "env") if k not in config]
+    mixture = "kind" in config
+    if mixture and config["kind"] != MIXTURE:
+        raise DataFormatError(f"{file}: kind must be {MIXTURE!r} (a mixture of experts) or absent (a single "
+                              f"policy), got {config['kind']!r}")
+    missing = [k for k in ("hidden", "env", *(("experts", "gate_hidden") if mixture else ())) if k not in config]
     if missing:
         raise DataFormatError(f"{file}: lacks {' and '.join(missing)}")
-    if not valid_hidden(config["hidden"]):
+    if mixture:
+        k, hidden = config["experts"], config["hidden"]
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise DataFormatError(f"{file}: experts must be the number of experts (an integer >= 1), got {k!r}")
+        if not isinstance(hidden, list) or len(hidden) != k or not all(valid_hidden(h) for h in hidden):
+            raise DataFormatError(f"{file}: hidden must hold the layer sizes (integers >= 1) of each of the {k} "
+                                  f"experts, got {hidden!r}")
+        if not valid_hidden(config["gate_hidden"]):
+            raise DataFormatError(f"{file}: gate_hidden must be a non-empty list of layer sizes (integers >= 1), "
+                                  f"got {config['gate_hidden']!r}")
+    elif not valid_hidden(config["hidden"]):
         raise DataFormatError(f"{file}: hidden must be a non-empty list of layer sizes (integers >= 1), "
                               f"got {config['hidden']!r}")
     check_env(config["env"], f"{file}: env")
     return config
 
 
-def _read_weights(file: Path, hidden: list[int]) -> torch.nn.Module:
-    """The actor network of ``policy.safetensors``, checked against the layer sizes ``hidden``: every actor and
-    normaliser tensor present with its shape, finite."""
+def _read_weights(file: Path, config: dict) -> torch.nn.Module:
+    """The acting network of ``policy.safetensors`` (an :class:`~kinesis_neuro.train.ActorCritic`, or a
+    :class:`~kinesis_neuro.experts.MixtureOfExperts`), checked against the sizes of ``policy.json``
+    (``config``): every tensor but the critic's present with its shape, finite."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    from kinesis_neuro.experts import MixtureOfExperts
     from kinesis_neuro.train import ActorCritic, check_finite
 
     try:
@@ -97,14 +147,20 @@ def _read_weights(file: Path, hidden: list[int]) -> torch.nn.Module:
         if key not in state or state[key].ndim != 1:
             raise DataFormatError(f"{file}: lacks the 1-D tensor {key}")
     check_finite(state, str(file))
-    agent = ActorCritic(state["norm.mean"].shape[0], state["log_std"].shape[0], tuple(hidden))
+    n_obs, n_act = state["norm.mean"].shape[0], state["log_std"].shape[0]
+    if config.get("kind") == MIXTURE:
+        agent = MixtureOfExperts(n_obs, n_act, config["hidden"], config["gate_hidden"])
+        sizes = f"experts hidden {config['hidden']}, gate_hidden {config['gate_hidden']}"
+    else:
+        agent = ActorCritic(n_obs, n_act, tuple(config["hidden"]))
+        sizes = f"hidden {config['hidden']}"
     shapes = {k: tuple(v.shape) for k, v in agent.state_dict().items()}
     problems = ([f"lacks {k}" for k in shapes if k not in state and not k.startswith("critic.")]
                 + [f"unexpected {k}" for k in state if k not in shapes]
                 + [f"{k} has shape {tuple(v.shape)}, expected {shapes[k]}" for k, v in state.items()
                    if k in shapes and tuple(v.shape) != shapes[k]])
     if problems:
-        raise DataFormatError(f"{file}: weights do not fit the network of {CONFIG} (hidden {list(hidden)}): "
+        raise DataFormatError(f"{file}: weights do not fit the network of {CONFIG} ({sizes}): "
                               + "; ".join(problems[:3]) + ("; ..." if len(problems) > 3 else ""))
     agent.load_state_dict(state, strict=False)
     return agent.eval()
@@ -122,4 +178,4 @@ def load(path: str | Path) -> Policy:
             raise DataFormatError(f"{file}: " + ("exists, but is not a regular file" if file.exists() else
                                                  f"missing; a policy folder holds {WEIGHTS} and {CONFIG}"))
     config = _read_config(path / CONFIG)
-    return Policy(_read_weights(path / WEIGHTS, config["hidden"]), config["env"], str(path))
+    return Policy(_read_weights(path / WEIGHTS, config), config["env"], str(path))

@@ -9,6 +9,8 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 DATA_DIR = Path(os.environ.get("KINESIS_NEURO_DATA") or SHARED)
 os.environ["KINESIS_NEURO_DATA"] = str(DATA_DIR)
 os.environ["KINESIS_NEURO_OFFLINE"] = "1"
+# one BLAS/torch thread per test process: pytest -n 2 on a 2-core machine would oversubscribe it otherwise
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")

@@ -63,3 +63,36 @@ def test_sweep_resumes_and_is_deterministic(policy_dir, scheduler, tmp_path):
     single = sweep(policy_dir, chosen, episodes=2, n_workers=1, progress=False)
     np.testing.assert_array_equal(single.metrics, first.metrics)
     np.testing.assert_array_equal(single.activation, first.activation)
+
+
+def test_batched_episodes_are_the_single_environment_episodes(policy_dir, monkeypatch):
+    """A condition's episodes, two at a time in a vectorised environment (slots reused by later episodes), give
+    bit for bit what one MyoLegsImitationEnv gives running them one after another."""
+    from kinesis_neuro import model as mdl
+    from kinesis_neuro import policies
+    from kinesis_neuro.redundancy import ablation
+
+    monkeypatch.setattr(ablation, "BATCH", 2)
+    condition = ablation.Condition("mixed", (MUSCLE,), {"tibant_l": 0.5})
+    result = ablation.run_condition(policy_dir, condition, episodes=3, seed=5, episode_seconds=0.5)
+    policy = policies.load(policy_dir)
+    env = policy.make_env(episode_seconds=0.5, ablate=(MUSCLE,), weaken={"tibant_l": 0.5})
+    joints = mdl.joint_table(env.model).loc[list(mdl.LEG_JOINTS)].qpos_index.to_numpy()
+    for k in range(3):
+        obs, _ = env.reset(seed=5 + k)
+        errors, act, force, q, done = [], [], [], [], False
+        while not done:
+            obs, _, terminated, truncated, info = env.step(policy.act(obs))
+            done = terminated or truncated
+            errors.append(info["tracking_error"])
+            act.append(env.data.act.copy())
+            force.append(np.maximum(-env.data.actuator_force, 0.0).sum())
+            q.append(env.data.qpos[joints].copy())
+        assert result["fell"][k] == float(terminated)
+        assert result["duration_s"][k] == len(errors) / env.config.control_rate
+        assert result["tracking_error_m"][k] == float(np.mean(errors))
+        assert result["effort_act2"][k] == float(np.mean(np.sum(np.asarray(act) ** 2, axis=1)))
+        assert result["muscle_force_n"][k] == float(np.mean(force))
+        np.testing.assert_array_equal(result["activation"][k], np.mean(act, axis=0))
+        assert result["activation"][k][env.muscles.index(MUSCLE)] == 0.0
+    assert len(set(result["duration_s"])) > 1  # episodes of different lengths shared the batch

@@ -50,3 +50,32 @@ def test_nullspace_cli_perturbs_a_policy_in_closed_loop(policy_dir, tmp_path):
     assert (tmp_path / "perturbation.png").stat().st_size > 0
     with xr.open_dataset(tmp_path / "closed_loop_perturbation.nc") as ds:
         assert ds.sizes == {"episode": 2, "perturbation": 2}
+
+
+def test_batched_runs_are_the_single_environment_runs(policy):
+    """Unperturbed, null and random runs, four at a time in a vectorised environment (slots reused, runs of
+    different lengths), are bit for bit the runs of one MyoLegsImitationEnv, the offsets drawn included."""
+    from kinesis_neuro.envs import ImitationConfig, MyoLegsImitationEnv
+    from kinesis_neuro.envs.vector import MyoLegsVectorEnv
+    from kinesis_neuro.redundancy.nullspace import _JointMap
+    from kinesis_neuro.redundancy.perturbation import KINDS, _Offsets, _run, _run_batched
+
+    config = ImitationConfig(**{**policy.env_config, "episode_seconds": 1.0})
+    single = MyoLegsImitationEnv(config)
+    joints = _JointMap(single.model)
+
+    def runs():
+        return [(3 + k, None if j is None else _Offsets(KINDS[j], 0.05, np.random.default_rng([3, k, j]), joints))
+                for k in range(2) for j in (None, 0, 1)]
+
+    together, alone = runs(), runs()
+    batched = _run_batched(MyoLegsVectorEnv(4, config, autoreset=False, backend="numpy"), policy, together, joints)
+    for run, (seed, offsets), (_, reference_offsets) in zip(batched, together, alone):
+        reference = _run(single, policy, seed, joints, reference_offsets)
+        assert (run["fell"], run["duration"]) == (reference["fell"], reference["duration"])
+        np.testing.assert_array_equal(run["angles"], reference["angles"])
+        np.testing.assert_array_equal(run["bodies"], reference["bodies"])
+        if offsets is not None:
+            assert (offsets.torque_change, offsets.size) == (reference_offsets.torque_change, reference_offsets.size)
+            assert len(offsets.size) == len(run["angles"])  # one offset per step
+    assert len({run["duration"] for run in batched}) > 1

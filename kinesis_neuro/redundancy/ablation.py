@@ -1,7 +1,8 @@
 """Virtual lesion studies: silence or weaken muscles under a trained policy and measure what changes.
 
 A *condition* silences (``ablate``) and/or weakens (``weaken``, max isometric force x factor) muscles
-or muscle groups. :func:`run_condition` rolls out a policy under one condition; :func:`sweep` runs many
+or muscle groups. :func:`run_condition` rolls out a policy under one condition (its episodes stepped together in
+vectorised environments, each exactly the single-environment episode); :func:`sweep` runs many
 conditions in parallel on dask.distributed, saving each finished condition so an interrupted sweep
 resumes, and returns an xarray Dataset (with ``out``: a NetCDF file, a statistics table and figures).
 """
@@ -24,6 +25,7 @@ from kinesis_neuro import storage
 from kinesis_neuro.errors import KinesisNeuroError, require_positive
 
 INTACT = "intact"
+BATCH = 32  # episodes of one condition stepped together in one process
 METRICS = {  # name: (units, long name)
     "fell": ("1", "episode ended early (tracking error above the termination distance)"),
     "duration_s": ("s", "episode length"),
@@ -74,49 +76,53 @@ def _overrides(episode_seconds: float | None, env: dict | None) -> tuple:
 
 
 @functools.lru_cache(maxsize=2)
-def _session(policy_dir: str, overrides: tuple):
-    """Policy and environment, built once per process (the environment takes seconds to build)."""
+def _session(policy_dir: str, overrides: tuple, slots: int):
+    """Policy and ``slots`` vectorised environments, built once per process (building takes seconds)."""
     from kinesis_neuro import model as mdl
     from kinesis_neuro import policies
+    from kinesis_neuro.envs import ImitationConfig
+    from kinesis_neuro.envs.vector import MyoLegsVectorEnv
 
     policy = policies.load(policy_dir)
-    env = policy.make_env(**dict(overrides))
+    env = MyoLegsVectorEnv(slots, ImitationConfig(**{**policy.env_config, **dict(overrides)}), autoreset=False)
     joints = mdl.joint_table(env.model).loc[list(mdl.LEG_JOINTS)].qpos_index.to_numpy()
     return policy, env, joints
 
 
 def _episodes(policy_dir: str, condition: Condition, episodes: int, seed: int,
               overrides: tuple) -> tuple[dict, np.ndarray, list[np.ndarray]]:
-    """Per-episode metrics (without the joint RMSE), mean activations (episode x muscle) and joint angles."""
-    policy, env, joints = _session(policy_dir, overrides)
+    """Per-episode metrics (without the joint RMSE), mean activations (episode x muscle) and joint angles.
+
+    Up to :data:`BATCH` episodes run at once (:func:`kinesis_neuro.rollout.run_episodes`), each exactly as
+    alone in a :class:`~kinesis_neuro.envs.imitation.MyoLegsImitationEnv`."""
+    from kinesis_neuro.rollout import run_episodes
+
+    policy, env, joints = _session(policy_dir, overrides, min(episodes, BATCH))
+    act, force, q = ([[] for _ in range(episodes)] for _ in range(3))
+
+    def on_step(k, view):
+        d = view.data
+        act[k].append(d.act.copy())
+        force[k].append(np.maximum(-d.actuator_force, 0.0).sum())
+        q[k].append(d.qpos[joints].copy())
+
     env.set_ablation(condition.ablate)
     env.set_weakness(condition.weaken)
-    metrics = {k: [] for k in METRICS if k != "joint_rmse_rad"}
-    activation, angles = [], []
     try:
-        for k in range(episodes):
-            obs, _ = env.reset(seed=seed + k)
-            errors, act, force, q = [], [], [], []
-            done = terminated = False
-            while not done:
-                obs, _, terminated, truncated, info = env.step(policy.act(obs))
-                done = terminated or truncated
-                errors.append(info["tracking_error"])
-                act.append(env.data.act.copy())
-                force.append(np.maximum(-env.data.actuator_force, 0.0).sum())
-                q.append(env.data.qpos[joints].copy())
-            act = np.asarray(act)
-            metrics["fell"].append(float(terminated))
-            metrics["duration_s"].append(len(errors) / env.config.control_rate)
-            metrics["tracking_error_m"].append(float(np.mean(errors)))
-            metrics["effort_act2"].append(float(np.mean(np.sum(act**2, axis=1))))
-            metrics["muscle_force_n"].append(float(np.mean(force)))
-            activation.append(act.mean(axis=0))
-            angles.append(np.asarray(q))
+        results = run_episodes(policy, env.config, [seed + k for k in range(episodes)], batch=env.num_envs,
+                               env=env, on_step=on_step)
     finally:
         env.set_ablation(())
         env.set_weakness({})
-    return metrics, np.asarray(activation), angles
+    metrics = {k: [] for k in METRICS if k != "joint_rmse_rad"}
+    for result, a, f in zip(results, act, force):
+        a = np.asarray(a)
+        metrics["fell"].append(float(result["terminated"]))
+        metrics["duration_s"].append(len(result["tracking_error"]) / env.config.control_rate)
+        metrics["tracking_error_m"].append(float(np.mean(result["tracking_error"])))
+        metrics["effort_act2"].append(float(np.mean(np.sum(a**2, axis=1))))
+        metrics["muscle_force_n"].append(float(np.mean(f)))
+    return metrics, np.asarray([np.mean(a, axis=0) for a in act]), [np.asarray(angles) for angles in q]
 
 
 @functools.lru_cache(maxsize=4)
@@ -137,7 +143,7 @@ def run_condition(policy_dir, condition: Condition, episodes: int = 3, seed: int
     intact = angles if condition.name == INTACT else _intact_angles(policy_dir, episodes, seed, overrides)
     metrics["joint_rmse_rad"] = [float(np.sqrt(np.mean((a[:n] - b[:n]) ** 2)))
                                  for a, b in zip(angles, intact) for n in [min(len(a), len(b))]]
-    muscles = _session(policy_dir, overrides)[1].muscles
+    muscles = _session(policy_dir, overrides, min(episodes, BATCH))[1].muscles
     return {**{k: metrics[k] for k in METRICS}, "activation": activation, "muscles": list(muscles)}
 
 

@@ -11,6 +11,15 @@ unchanged at the moment it is applied; the random one, scaled to the norm the nu
 state, does not. The policy then reacts to whatever
 the offsets did. Deviation = distance of the perturbed run from the unperturbed one over their
 common steps: joint-angle RMSE (rad) and mean tracked-body distance (m).
+
+In target-length control the runs go up to :data:`BATCH` at a time through
+:func:`kinesis_neuro.rollout.run_episodes` in a :class:`~kinesis_neuro.envs.vector.MyoLegsVectorEnv` on its numpy
+backend, whose per-substep hook adds the offsets (clipped and masked as the single environment's
+``activation_perturbation`` does); each offset is drawn right after the step before, at the state the next step
+starts from, as the single environment draws it at the start of its step. Each run is bit for bit the
+single-environment run (``tests/test_perturbation.py``). In direct control the runs go one after another through
+a single :class:`~kinesis_neuro.envs.imitation.MyoLegsImitationEnv`: the vectorised direct-control step writes the
+excitations into ``ctrl`` for a whole ``mj_step`` and has no hook to add an offset to them.
 """
 
 from __future__ import annotations
@@ -18,11 +27,14 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from kinesis_neuro.envs import ImitationConfig, MyoLegsImitationEnv
+from kinesis_neuro.envs.vector import MyoLegsVectorEnv
 from kinesis_neuro.errors import ProcessingError, require_positive
 from kinesis_neuro.redundancy.nullspace import _JointMap, _null_perturbation, _random_perturbation, subspaces
 from kinesis_neuro.static_optimisation import _leg_map, muscle_state
 
 KINDS = ("null", "random")
+BATCH = 32  # runs stepped together (target-length control)
 
 
 class _Offsets:
@@ -45,6 +57,7 @@ class _Offsets:
 
 
 def _run(env, policy, seed: int, joints: _JointMap, offsets: _Offsets | None) -> dict:
+    """One run in a single environment."""
     env.activation_perturbation = offsets
     try:
         obs, _ = env.reset(seed=seed)
@@ -58,6 +71,46 @@ def _run(env, policy, seed: int, joints: _JointMap, offsets: _Offsets | None) ->
         env.activation_perturbation = None
     return {"angles": np.asarray(angles), "bodies": np.asarray(bodies), "fell": terminated,
             "duration": len(angles) / env.config.control_rate}
+
+
+def _run_batched(env, policy, runs: list[tuple[int, _Offsets | None]], joints: _JointMap,
+                 progress: bool = False) -> list[dict]:
+    """The runs ``(seed, offsets)``, ``env.num_envs`` at a time in the vectorised environment ``env`` (target-length
+    control, numpy backend), each as :func:`_run` gives it in a single environment."""
+    from kinesis_neuro.rollout import run_episodes
+
+    mask = env.template._mask  # silenced muscles, as the single environment's _perturbed applies it
+    owner: list[_Offsets | None] = [None] * env.num_envs  # per slot: the offsets of the run it holds
+    offset: list[np.ndarray | None] = [None] * env.num_envs  # per slot: the offset of the coming step
+    angles, bodies = [[] for _ in runs], [[] for _ in runs]
+
+    def hook(indices, activation):
+        for row, i in enumerate(indices):
+            if offset[i] is not None:
+                activation[row] = np.clip(activation[row] + offset[i], 0.0, 1.0) * mask
+
+    def on_reset(r, view):
+        owner[view.i] = runs[r][1]
+        offset[view.i] = None if owner[view.i] is None else owner[view.i](view)
+
+    def on_step(r, view):
+        angles[r].append(view.data.qpos[joints.qpos_index].copy())
+        bodies[r].append(view.data.xpos[view.reference.bodies].copy())
+        offset[view.i] = None if owner[view.i] is None else owner[view.i](view)  # before the next step
+
+    def on_end(r, view):
+        if owner[view.i] is not None:  # the offset drawn for a step that does not come
+            owner[view.i].torque_change.pop()
+            owner[view.i].size.pop()
+
+    env._substep_hook = hook
+    try:
+        results = run_episodes(policy, env.config, [s for s, _ in runs], batch=env.num_envs, env=env,
+                               on_reset=on_reset, on_step=on_step, on_end=on_end, progress=progress)
+    finally:
+        env._substep_hook = None
+    return [{"angles": np.asarray(a), "bodies": np.asarray(b), "fell": result["terminated"],
+             "duration": len(a) / env.config.control_rate} for a, b, result in zip(angles, bodies, results)]
 
 
 def closed_loop_perturbation(policy, *, episodes: int = 5, norm: float = 0.05, seed: int = 0,
@@ -79,18 +132,27 @@ def closed_loop_perturbation(policy, *, episodes: int = 5, norm: float = 0.05, s
         raise ProcessingError(f"norm must lie in (0, 0.5], got {norm}")
     if episode_seconds is not None:
         env_overrides["episode_seconds"] = episode_seconds
-    env = policy.make_env(**env_overrides)
+    config = ImitationConfig(**{**policy.env_config, **env_overrides})
+    per_episode = 1 + len(KINDS)  # the unperturbed run, then one per kind
+    batched = config.control_mode == "target-length"
+    env = MyoLegsVectorEnv(min(per_episode * episodes, BATCH), config, autoreset=False, backend="numpy") \
+        if batched else MyoLegsImitationEnv(config)
     joints = _JointMap(env.model)
+    runs = [(seed + k, None if j is None else _Offsets(KINDS[j], norm, np.random.default_rng([seed, k, j]), joints))
+            for k in range(episodes) for j in (None, *range(len(KINDS)))]
+    if batched:
+        results = _run_batched(env, policy, runs, joints, progress)
+    else:
+        results = [_run(env, policy, s, joints, o) for s, o in tqdm(runs, desc="perturbed runs", disable=not progress)]
     shape = (episodes, len(KINDS))
     out = {k: np.zeros(shape) for k in ("joint_deviation", "body_deviation", "torque_change", "applied_norm",
                                        "duration")}
     fell, baseline = np.zeros(shape, bool), np.zeros(episodes)
-    for k in tqdm(range(episodes), desc="perturbed episodes", disable=not progress):
-        intact = _run(env, policy, seed + k, joints, None)
+    for k in range(episodes):
+        intact = results[per_episode * k]
         baseline[k] = intact["duration"]
-        for j, kind in enumerate(KINDS):
-            offsets = _Offsets(kind, norm, np.random.default_rng([seed, k, j]), joints)
-            run = _run(env, policy, seed + k, joints, offsets)
+        for j in range(len(KINDS)):
+            run, offsets = results[per_episode * k + 1 + j], runs[per_episode * k + 1 + j][1]
             n = min(len(run["angles"]), len(intact["angles"]))
             out["joint_deviation"][k, j] = np.sqrt(np.mean((run["angles"][:n] - intact["angles"][:n]) ** 2))
             out["body_deviation"][k, j] = np.linalg.norm(run["bodies"][:n] - intact["bodies"][:n], axis=-1).mean()
