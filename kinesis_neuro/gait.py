@@ -36,14 +36,19 @@ def _events(times, kinds, side) -> pd.DataFrame:
 
 def _debounce(contact: np.ndarray, time: np.ndarray, min_duration: float) -> np.ndarray:
     """``contact`` with runs shorter than ``min_duration`` s (not touching the ends) flipped to their
-    neighbours' state."""
+    neighbours' state, the shortest run first: a one-sample gap inside a contact closes before the contact's
+    halves are judged (in order of time, a short first half would be dropped and take the whole contact along)."""
     contact = contact.copy()
-    edges = np.flatnonzero(np.diff(contact.astype(int))) + 1
-    bounds = np.r_[0, edges, contact.size]
-    for start, stop in zip(bounds[1:-2], bounds[2:-1]):
-        if time[stop] - time[start] < min_duration:  # from its first sample to the next run's
-            contact[start:stop] = contact[start - 1]
-    return contact
+    while True:
+        edges = np.flatnonzero(np.diff(contact.astype(int))) + 1
+        starts, stops = edges[:-1], edges[1:]  # interior runs: from their first sample to the next run's
+        if starts.size == 0:
+            return contact
+        durations = time[stops] - time[starts]
+        shortest = int(np.argmin(durations))
+        if durations[shortest] >= min_duration:
+            return contact
+        contact[starts[shortest]:stops[shortest]] = contact[starts[shortest] - 1]
 
 
 def events_from_contact(contact, time, side: str = "unknown", min_duration: float = 0.1) -> pd.DataFrame:

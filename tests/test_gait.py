@@ -60,6 +60,18 @@ def test_contact_chatter_is_not_a_gait_event():
     assert len(gait.events_from_contact(contact, t, min_duration=0.0)) == 6
 
 
+def test_a_contact_split_by_a_one_sample_gap_stays_one_contact():
+    """Two 0.07 s halves of a 0.15 s contact with a one-sample gap between them: the gap closes (shortest run
+    first) and the contact stays, where judging the runs in order of time dropped the first half and then the
+    rest (an AMP running clip lost its heel strikes that way)."""
+    time = np.arange(100) / 100
+    contact = np.zeros(100, bool)
+    contact[20:27] = contact[28:35] = True
+    events = gait.events_from_contact(contact, time, side="right", min_duration=0.1)
+    assert events.event.tolist() == ["heel_strike", "toe_off"]
+    np.testing.assert_allclose(events.time, [0.20, 0.35])
+
+
 def test_event_table_validation():
     with pytest.raises(DataFormatError, match="lacks columns"):
         gait.events_from_table(pd.DataFrame({"time": [1.0]}))
