@@ -51,20 +51,20 @@ def test_start_noise_moves_the_start_state_by_its_std_and_is_seeded(env):
 
 def test_reward_and_termination_on_hand_built_states(env):
     env.reset(seed=0, options={"start": 10})
-    _, reward, terms = env._reward()  # exactly on the reference (step 0), muscles at rest
+    _, _, reward, terms = env._reward()  # exactly on the reference (step 0), muscles at rest
     assert reward == pytest.approx(0.6 + 0.2 + 0.1 * terms["upright"] + 0.1, abs=1e-6)
     assert terms["position"] == pytest.approx(1.0) and terms["velocity"] == pytest.approx(1.0)
     env.data.qpos[2] -= 0.1  # whole body 10 cm too low: every tracked body 0.1 m off
     mujoco.mj_forward(env.model, env.data)
     env._sense()
-    distance, reward, terms = env._reward()
+    distance, _, reward, terms = env._reward()
     assert distance == pytest.approx(0.1, abs=1e-9)
     assert terms["position"] == pytest.approx(np.exp(-200 * 0.01), rel=1e-6)
     env.data.qpos[2] -= 0.1
     env.data.act[:] = 0.5
     mujoco.mj_forward(env.model, env.data)
     env._sense()
-    distance, _, terms = env._reward()
+    distance, _, _, terms = env._reward()
     assert distance > env.config.termination_distance
     assert terms["energy"] == pytest.approx(np.exp(-0.05 * 80 * 0.25))
 

@@ -8,26 +8,32 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from kinesis_neuro.envs import ImitationConfig, MyoLegsImitationEnv
+from kinesis_neuro.envs import KINESIS_SETTINGS, ImitationConfig, MyoLegsImitationEnv
 from kinesis_neuro.envs import vector as vec
 from kinesis_neuro.envs.vector import MyoLegsVectorEnv
 from kinesis_neuro.errors import KinesisNeuroError
 
 SHORT = {"episode_seconds": 0.5, "ablate": ("soleus_r",), "weaken": {"tibant_l": 0.5}}  # silenced muscles: mask zeros
+# every KINESIS-aligned setting on, force-weighted effort, a library of a periodic walk and a one-off clip
+KINESIS = {**SHORT, **KINESIS_SETTINGS, "effort_weighting": "force",
+           "clips": ("moco-walk", "mdm-walk-pick-up-toolbox-0")}
+SETTINGS = {"default": SHORT, "kinesis": KINESIS}
 SEEDS = [3, 11, 5]
 BACKENDS = ["numpy"] + (["c"] if vec.load_kernel() is not None else [])
 
 
-@pytest.fixture(scope="module")
-def singles(data_dir):
-    return [MyoLegsImitationEnv(ImitationConfig(**SHORT)) for _ in SEEDS]
+@pytest.fixture(scope="module", params=list(SETTINGS))
+def singles(request, data_dir):
+    return request.param, [MyoLegsImitationEnv(ImitationConfig(**SETTINGS[request.param])) for _ in SEEDS]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_each_environment_of_the_batch_is_the_single_environment(singles, backend):
     """Same seeds and actions: the same observations, rewards, terminations, final observations and infos,
-    bit for bit, through episode ends and autoresets (the single environments reset without a seed)."""
-    batch = MyoLegsVectorEnv(len(SEEDS), ImitationConfig(**SHORT), backend=backend)
+    bit for bit, through episode ends and autoresets (the single environments reset without a seed); with
+    the default and with the KINESIS-aligned settings and a motion library."""
+    settings, singles = singles
+    batch = MyoLegsVectorEnv(len(SEEDS), ImitationConfig(**SETTINGS[settings]), backend=backend)
     assert batch.backend == backend
     rng = np.random.default_rng(0)
     obs, _ = batch.reset(seed=SEEDS)
@@ -50,16 +56,19 @@ def test_each_environment_of_the_batch_is_the_single_environment(singles, backen
     assert ended >= 10 and truncated.dtype == bool
 
 
-def test_direct_control_is_the_single_environment(data_dir):
-    config = ImitationConfig(control_mode="direct", episode_seconds=0.5, termination_distance=float("inf"))
+@pytest.mark.parametrize("settings", [{}, KINESIS_SETTINGS])
+def test_direct_control_is_the_single_environment(data_dir, settings):
+    config = ImitationConfig(**{**settings, "control_mode": "direct", "episode_seconds": 0.5,
+                                "termination_distance": float("inf")})
     single, batch = MyoLegsImitationEnv(config), MyoLegsVectorEnv(2, config)
     rng = np.random.default_rng(1)
     batch.reset(seed=[7, 8])
     single.reset(seed=8)
     for _ in range(6):
         actions = rng.uniform(-1, 1, (2, 80))
-        obs = batch.step(actions)[0]
-        assert np.array_equal(obs[1], single.step(actions[1])[0])
+        obs, reward = batch.step(actions)[:2]
+        o, r = single.step(actions[1])[:2]
+        assert np.array_equal(obs[1], o) and reward[1] == r
 
 
 @pytest.mark.skipif("c" not in BACKENDS, reason="no C compiler: the numpy backend runs alone")

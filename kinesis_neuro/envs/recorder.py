@@ -11,7 +11,9 @@ from kinesis_neuro.record import Recording
 
 
 class EpisodeRecorder:
-    """Collects muscle, joint and contact state after every control step (off unless attached)."""
+    """Collects muscle, joint and contact state after every control step (off unless attached): the
+    excitation the muscles were sent (``d.ctrl``) and their activation (``d.act``; the same values unless
+    MuJoCo's activation dynamics run, as in direct mode or with ``activation_dynamics``)."""
 
     def __init__(self):
         self.rows: dict[str, list] = {}
@@ -48,7 +50,8 @@ class EpisodeRecorder:
             force=np.maximum(r["force"], 0.0), length=r["length"], velocity=r["velocity"], angle=r["angle"],
             angular_velocity=r["angular_velocity"], contact=r["contact"],
             events=gait.events_from_table(pd.concat(events)),
-            attrs={**attrs, "reference_stride_s": env.reference.period})
+            attrs={**attrs, "reference_stride_s": float(env.reference.periods[env.clip]),
+                   "reference_clip": env.clip_names[env.clip]})
         recording.data["reference_angle"] = (("time", "joint"), r["reference_angle"],
                                              {"units": "rad", "long_name": "reference joint angle"})
         recording.data["tracking_error"] = (("time",), r["tracking_error"],

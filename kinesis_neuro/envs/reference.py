@@ -42,7 +42,12 @@ def walking_reference(source: str = "moco-walk", *, grf: str | None = "moco-walk
 
 
 class ReferenceTable:
-    """Reference states and tracked-body kinematics tabulated at the simulation rate."""
+    """Reference states and tracked-body kinematics tabulated at the simulation rate.
+
+    A table holds one clip or several end to end (:meth:`concatenate`): clip ``c`` is rows
+    ``offsets[c]`` to ``offsets[c] + lengths[c]``, its stride period (its duration if it is not periodic) is
+    ``periods[c]`` s and ``periodic[c]`` says whether it repeats a stride. ``time`` is each clip's own time (s).
+    """
 
     def __init__(self, model: mujoco.MjModel, reference: motion.Motion, rate: float):
         self.rate = rate
@@ -63,6 +68,22 @@ class ReferenceTable:
             self.xmat[i] = data.xmat[self.bodies].reshape(-1, 3, 3)
             self.xvel[i] = body_linear_velocity(model, data, self.bodies)
         self.period = float(reference.attrs.get("stride_period_s", reference.duration))
+        self.offsets, self.lengths = np.array([0]), np.array([n])
+        self.periods = np.array([self.period])
+        self.periodic = np.array([bool(reference.attrs.get("periodic", "stride_period_s" in reference.attrs))])
+
+    @classmethod
+    def concatenate(cls, tables: list[ReferenceTable]) -> ReferenceTable:
+        """One table holding ``tables`` (each one clip) end to end, in that order."""
+        if not tables or len({t.rate for t in tables}) != 1:
+            raise ProcessingError("concatenate one or more reference tables of one rate")
+        out = cls.__new__(cls)
+        out.rate, out.bodies = tables[0].rate, tables[0].bodies
+        for name in ("time", "qpos", "qvel", "xpos", "xmat", "xvel", "lengths", "periods", "periodic"):
+            setattr(out, name, np.concatenate([getattr(t, name) for t in tables]))
+        out.offsets = np.concatenate([[0], np.cumsum(out.lengths)[:-1]])
+        out.period = float(out.periods[0])
+        return out
 
 
 _NEXT, _PREVIOUS = np.array([1, 2, 0]), np.array([2, 0, 1])  # cyclic shifts: a cross product (np.cross is slow)

@@ -29,11 +29,19 @@ every substep.
 Autoreset (``autoreset=True``, Gymnasium's ``AutoresetMode.SAME_STEP``): when an environment's episode
 ends, :meth:`~MyoLegsVectorEnv.step` resets it at once (its own RNG goes on, as ``env.reset()`` without a
 seed does) and returns the new episode's first observation; the observation that ended the episode is in
-``infos["final_obs"]``, its info (``tracking_error``, ``reference_time``, ``reward_*``) in
+``infos["final_obs"]``, its info (``tracking_error``, ``reference_time``, ``clip``, ``reward_*``) in
 ``infos["final_info"]`` and ``infos["episode"]`` holds the episode's return ``r`` and length ``l`` (each with
 Gymnasium's ``_key`` masks). ``infos`` is empty on steps where no episode ends. With ``autoreset=False``
 (``AutoresetMode.DISABLED``) ended environments wait for ``reset(options={"reset_mask": mask})``;
 :meth:`~MyoLegsVectorEnv.step_envs` steps a subset (evaluation with episodes of different lengths).
+
+Every :class:`~kinesis_neuro.envs.imitation.ImitationConfig` setting is supported, the KINESIS-aligned ones
+and motion libraries (``clips``) included: the rewards come from the single environment's
+:func:`~kinesis_neuro.envs.imitation.step_rewards`, each environment draws its clip and start with
+:meth:`MyoLegsImitationEnv.draw_episode` and its own RNG, and ``final_info["clip"]`` says which clip an
+episode imitated (failures per clip). With ``activation_dynamics`` the kernel sends its command to ``ctrl``
+only and restores ``act`` after probing the muscles at activation 0 and 1; it records every substep's
+command for the substep-averaged effort.
 
 Not supported here (use the single environment): ``activation_perturbation`` and the recorder hooks; a
 recorder can follow one environment of the batch through :meth:`~MyoLegsVectorEnv.view`.
@@ -59,7 +67,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
-from kinesis_neuro.envs.imitation import ImitationConfig, MyoLegsImitationEnv
+from kinesis_neuro.envs.imitation import ImitationConfig, MyoLegsImitationEnv, step_rewards
 from kinesis_neuro.envs.reference import _NEXT, _PREVIOUS
 from kinesis_neuro.errors import KinesisNeuroError
 
@@ -84,7 +92,7 @@ enum { P_DATA, P_ACT, P_CTRL, P_LEN, P_VEL, P_FORCE, P_XPOS, P_XMAT, P_CVEL, P_C
 static double np_max(double a, double b) { return (a >= b || a != a) ? a : b; }
 static double np_min(double a, double b) { return (a <= b || a != a) ? a : b; }
 
-int kn_version(void) { return 2; }
+int kn_version(void) { return 3; }
 
 /* muscle force at activation 0 (bias) and 1 minus it (gain), as MyoLegsImitationEnv computes them with two
    mj_fwdActuation calls (d->act all 0, then all 1). mj_fwdActuation computes force = gain * act, then
@@ -129,12 +137,16 @@ void kn_muscle_check(const void* m, void* const* fns, void* const* table, int i,
 /* frame_skip substeps of target-length control for the environments idx[0..n): the operations of
    MyoLegsImitationEnv.step / _target_length_activation / _perturbed, in their order. With muscles (not
    NULL), the muscle forces at activation 0 and 1 come from muscle_forces instead of two mj_fwdActuation calls
-   (the same numbers, verified at start-up; mj_step2 computes every actuator output again). */
+   (the same numbers, verified at start-up; mj_step2 computes every actuator output again). dynamics: the
+   command goes to ctrl only (MuJoCo integrates act), else to act and ctrl. record (or NULL): each substep's
+   command, row k * frame_skip + substep. bias: scratch of 3 nu doubles. */
 void kn_target_length(const void* m, void* const* fns, void* const* table, const int64_t* idx, int n, int nu,
                       int frame_skip, const double* target, const double* kp, const double* flim,
-                      const double* mask, double* bias, void* const* muscles, int nprm) {
+                      const double* mask, double* bias, void* const* muscles, int nprm, int dynamics,
+                      double* record) {
   mj_fn step1 = (mj_fn)fns[0], step2 = (mj_fn)fns[1], actuation = (mj_fn)fns[2];
   double* one = bias + nu;
+  double* saved = bias + 2 * nu;
   for (int k = 0; k < n; k++) {
     void* const* p = table + idx[k] * NPTR;
     void* d = p[P_DATA];
@@ -149,21 +161,25 @@ void kn_target_length(const void* m, void* const* fns, void* const* table, const
       if (muscles) {
         muscle_forces(fns, muscles, nprm, len, vel, nu, bias, one);
       } else {
+        memcpy(saved, act, sizeof(double) * nu);
         for (int j = 0; j < nu; j++) act[j] = 0.0;
         actuation(m, d);
         memcpy(bias, force, sizeof(double) * nu);
         for (int j = 0; j < nu; j++) act[j] = 1.0;
         actuation(m, d);
         memcpy(one, force, sizeof(double) * nu);
+        memcpy(act, saved, sizeof(double) * nu);
       }
+      double* rec = record ? record + ((int64_t)k * frame_skip + s) * nu : NULL;
       for (int j = 0; j < nu; j++) {
         double gain = one[j] - bias[j];
         double f = kp[j] * ((tgt[j] - len[j]) - 0.1 * vel[j]);
         f = np_min(np_max(f, flim[j]), 0.0);
         double a = (f - bias[j]) / np_min(gain, -1e-9);
         a = np_min(np_max(a, 0.0), 1.0) * mask[j];
-        act[j] = a;
+        if (!dynamics) act[j] = a;
         ctrl[j] = a;
+        if (rec) rec[j] = a;
       }
       step2(m, d);
     }
@@ -258,7 +274,7 @@ def _build_kernel():
         try:
             kernel = ctypes.CDLL(str(path))
             mj = ctypes.CDLL(str(library))  # the library the mujoco bindings loaded (same file: same instance)
-            if kernel.kn_version() != 2:
+            if kernel.kn_version() != 3:
                 continue
         except OSError:
             continue
@@ -266,7 +282,7 @@ def _build_kernel():
         functions = (ctypes.c_void_p * len(names))(*[ctypes.cast(getattr(mj, name), ctypes.c_void_p).value
                                                      for name in names])
         p, i = ctypes.c_void_p, ctypes.c_int
-        kernel.kn_target_length.argtypes = [p, p, p, p, i, i, i, p, p, p, p, p, p, i]
+        kernel.kn_target_length.argtypes = [p, p, p, p, i, i, i, p, p, p, p, p, p, i, i, p]
         kernel.kn_muscle_check.argtypes = [p, p, p, i, p, i, i, p, p]
         kernel.kn_muscle_check.restype = None
         kernel.kn_target_length.restype = None
@@ -291,7 +307,7 @@ class MyoLegsVectorEnv(gym.vector.VectorEnv):
         self.template = template = MyoLegsImitationEnv(config, **overrides)
         self.config, self.model, self.reference = template.config, template.model, template.reference
         self.muscles, self.frame_skip, self.max_steps = template.muscles, template.frame_skip, template.max_steps
-        self.n_start_phases = template.n_start_phases
+        self.clip_names = template.clip_names
         self.num_envs = n = int(num_envs)
         self.single_observation_space = template.observation_space
         self.single_action_space = template.action_space
@@ -307,9 +323,13 @@ class MyoLegsVectorEnv(gym.vector.VectorEnv):
         self._roots = m.body_rootid[self._bodies].astype(np.int32)
         self._sensors = np.array(template._heel_sensors + template._toe_sensors, np.int32)
         self._lookahead = np.array(template.config.lookahead, np.int64)
-        # per-environment episode position, RNG and statistics
+        # per-environment episode position (clip, start row in the table, step, steps before truncation), RNG
+        # and statistics
         self._start = np.zeros(n, np.int64)
         self._step = np.zeros(n, np.int64)
+        self._clip = np.zeros(n, np.int64)
+        self._limit = np.full(n, self.max_steps, np.int64)
+        self._terms = {}  # reward terms of each environment's last step (final_info)
         self._rngs: list[np.random.Generator | None] = [None] * n
         self.last_tracking_error = np.zeros(n)
         self.episode_return = np.zeros(n)
@@ -321,7 +341,9 @@ class MyoLegsVectorEnv(gym.vector.VectorEnv):
         self._sensor = np.zeros((n, len(self._sensors)))
         self._length, self._velocity_m, self._force = np.zeros((n, nu)), np.zeros((n, nu)), np.zeros((n, nu))
         self._finite = np.zeros(n, np.uint8)
-        self._bias, self._one = np.zeros((n, nu)), np.zeros((n, nu))
+        self._bias, self._one, self._saved = np.zeros((n, nu)), np.zeros((n, nu)), np.zeros((n, nu))
+        # the excitations of every substep of the last control step (rows in stepping order)
+        self._substeps = np.zeros((n, 1 if self.config.control_mode == "direct" else self.frame_skip, nu))
         self._heading = np.zeros((n, 3, 3))
         self._heading[:, 2, 2] = 1.0
         self._all = np.arange(n, dtype=np.int64)
@@ -341,18 +363,18 @@ class MyoLegsVectorEnv(gym.vector.VectorEnv):
                                         for i, d in enumerate(self.datas)], np.uint64)
                 self._c_bodies = np.ascontiguousarray(self._bodies, np.int32)
                 self._target = np.zeros((n, nu))
-                self._scratch = np.zeros(2 * nu)
+                self._scratch = np.zeros(3 * nu)
                 self._idx = np.zeros(n, np.int64)
                 # addresses of the arrays every call passes (numpy's .ctypes costs a microsecond per access)
                 a = {name: getattr(self, name).ctypes.data for name in (
                     "_table", "_c_bodies", "_roots", "_sensors", "_xpos", "_xmat", "_cvel", "_com", "_sensor",
-                    "_length", "_velocity_m", "_force", "_finite", "_scratch", "_target", "_idx")}
+                    "_length", "_velocity_m", "_force", "_finite", "_scratch", "_target", "_idx", "_substeps")}
                 self._gather_args = (a["_table"], a["_idx"], a["_c_bodies"], a["_roots"], len(self._bodies),
                                      a["_sensors"], len(self._sensors), nu, m.nq, a["_xpos"], a["_xmat"], a["_cvel"],
                                      a["_com"], a["_sensor"], a["_length"], a["_velocity_m"], a["_force"],
                                      a["_finite"])
                 self._control_args = (m._address, ctypes.addressof(self._functions), a["_table"], a["_idx"])
-                self._control_buffers = (a["_target"], a["_scratch"])
+                self._control_buffers = (a["_target"], a["_scratch"], a["_substeps"])
                 self._muscles = self._muscle_fast_path()
         self.backend = "c" if self._kernel is not None else "numpy"
 
@@ -401,6 +423,15 @@ class MyoLegsVectorEnv(gym.vector.VectorEnv):
         """Scale max isometric forces in every environment (see :meth:`MyoLegsImitationEnv.set_weakness`)."""
         self.template.set_weakness(factors)
 
+    def set_clip_weights(self, weights) -> None:
+        """Probabilities of the clips at every environment's reset (see
+        :meth:`MyoLegsImitationEnv.set_clip_weights`)."""
+        self.template.set_clip_weights(weights)
+
+    @property
+    def clip_weights(self) -> np.ndarray:
+        return self.template.clip_weights
+
     def mirror_maps(self):
         return self.template.mirror_maps()
 
@@ -413,27 +444,31 @@ class MyoLegsVectorEnv(gym.vector.VectorEnv):
     # -- exact save and restore --------------------------------------------------------------------
     @property
     def state(self) -> list[dict]:
-        """Per environment: the single environment's :attr:`~MyoLegsImitationEnv.state` plus its episode
-        statistics (``episode_return``, ``episode_length``)."""
+        """Per environment: the single environment's :attr:`~MyoLegsImitationEnv.state` (clip weights
+        included, the same in every entry) plus its episode statistics (``episode_return``, ``episode_length``)."""
         spec = mujoco.mjtState.mjSTATE_INTEGRATION
-        out = []
+        out, weights = [], self.template.clip_weights.tolist()
         for i, d in enumerate(self.datas):
             physics = np.zeros(mujoco.mj_stateSize(self.model, spec))
             mujoco.mj_getState(self.model, d, physics, spec)
             out.append({"physics": physics, "start": int(self._start[i]), "step": int(self._step[i]),
-                        "rng": self._rng(i).bit_generator.state, "episode_return": float(self.episode_return[i]),
-                        "episode_length": int(self.episode_length[i])})
+                        "clip": int(self._clip[i]), "clip_weights": weights, "rng": self._rng(i).bit_generator.state,
+                        "episode_return": float(self.episode_return[i]), "episode_length": int(self.episode_length[i])})
         return out
 
     @state.setter
     def state(self, value: list[dict]) -> None:
         if len(value) != self.num_envs:
             raise KinesisNeuroError(f"{len(value)} environment states for {self.num_envs} environments")
-        spec = mujoco.mjtState.mjSTATE_INTEGRATION
+        spec, t = mujoco.mjtState.mjSTATE_INTEGRATION, self.template
+        if value and "clip_weights" in value[0]:
+            t.set_clip_weights(value[0]["clip_weights"])
         for i, (d, s) in enumerate(zip(self.datas, value)):
             mujoco.mj_setState(self.model, d, np.asarray(s["physics"], dtype=float), spec)
             mujoco.mj_forward(self.model, d)
             self._start[i], self._step[i] = int(s["start"]), int(s["step"])
+            self._clip[i] = t._clip_index(int(s.get("clip", 0)))
+            self._limit[i] = t._episode_limit(int(self._clip[i]), int(self._start[i]))
             self._rng(i).bit_generator.state = s["rng"]
             self.episode_return[i] = float(s.get("episode_return", 0.0))
             self.episode_length[i] = int(s.get("episode_length", 0))
@@ -449,7 +484,7 @@ class MyoLegsVectorEnv(gym.vector.VectorEnv):
         """Reset every environment (or, with ``options["reset_mask"]``, those marked). ``seed``: an int
         (environment ``i`` gets ``seed + i``), a list of per-environment seeds (``None`` entries keep that RNG
         going) or ``None``. Other ``options`` go to every environment as in
-        :meth:`MyoLegsImitationEnv.reset` (``start``, ``start_noise``, ``noise_seed``)."""
+        :meth:`MyoLegsImitationEnv.reset` (``clip``, ``start``, ``start_noise``, ``noise_seed``)."""
         options = dict(options or {})
         mask = options.pop("reset_mask", None)
         if seed is None or isinstance(seed, (int, np.integer)):
@@ -464,7 +499,8 @@ class MyoLegsVectorEnv(gym.vector.VectorEnv):
         obs = self._observe(idx)[0]
         infos = {}
         for k, i in enumerate(idx):
-            infos = self._add_info(infos, {"tracking_error": 0.0, "reference_time": self._reference_time(i)}, int(i))
+            infos = self._add_info(infos, {"tracking_error": 0.0, "reference_time": self._reference_time(i),
+                                           "clip": int(self._clip[i])}, int(i))
         if mask is None:
             self._last_obs = obs.copy()
             return obs, infos
@@ -473,7 +509,7 @@ class MyoLegsVectorEnv(gym.vector.VectorEnv):
 
     def reset_env(self, i: int, *, seed: int | None = None, options: dict | None = None) -> np.ndarray:
         """Reset environment ``i`` alone, as :meth:`MyoLegsImitationEnv.reset` with ``seed`` and ``options``
-        (``start``, ``start_noise``, ``noise_seed``); returns its first observation."""
+        (``clip``, ``start``, ``start_noise``, ``noise_seed``); returns its first observation."""
         self._reset_physics(i, seed, options or {})
         return self._observe(np.array([i], np.int64))[0][0]
 
@@ -481,7 +517,7 @@ class MyoLegsVectorEnv(gym.vector.VectorEnv):
         """:meth:`MyoLegsImitationEnv.reset` without the observation, for environment ``i``."""
         if seed is not None:
             self._rngs[i], _ = seeding.np_random(seed)
-        start = int(options.get("start", self._rng(i).integers(self.n_start_phases)))
+        clip, start, limit = self.template.draw_episode(self._rng(i), options)
         m, d = self.model, self.datas[i]
         mujoco.mj_resetData(m, d)
         d.qpos[:], d.qvel[:] = self.reference.qpos[start], self.reference.qvel[start]
@@ -493,7 +529,7 @@ class MyoLegsVectorEnv(gym.vector.VectorEnv):
             d.qpos[:] += rng.normal(0.0, noise, m.nq)
             d.qvel[:] += rng.normal(0.0, noise, m.nv)
         mujoco.mj_forward(m, d)
-        self._start[i], self._step[i] = start, 0
+        self._clip[i], self._start[i], self._step[i], self._limit[i] = clip, start, 0, limit
         self.last_tracking_error[i] = 0.0
         self.episode_return[i], self.episode_length[i] = 0.0, 0
         self._ended[i] = False
@@ -539,9 +575,11 @@ class MyoLegsVectorEnv(gym.vector.VectorEnv):
     def _step_envs(self, idx: np.ndarray, actions):
         n = len(idx)
         action = np.clip(np.asarray(actions, dtype=float).reshape(n, -1), -1.0, 1.0)
-        t = self.template
-        if self.config.control_mode == "direct":
+        t, c = self.template, self.config
+        substeps = self._substeps[:n]
+        if c.control_mode == "direct":
             excitation = (0.5 * (action + 1.0)) * t._mask
+            substeps[:, 0] = excitation
             for k, i in enumerate(idx):
                 d = self.datas[i]
                 d.ctrl[:] = excitation[k]
@@ -554,24 +592,22 @@ class MyoLegsVectorEnv(gym.vector.VectorEnv):
                 m, functions, table, indices = self._control_args
                 self._kernel.kn_target_length(m, functions, table, indices, n, self.model.nu, self.frame_skip,
                                               self._control_buffers[0], t._kp.ctypes.data, t._force_limit.ctypes.data,
-                                              t._mask.ctypes.data, self._control_buffers[1], *self._muscles)
+                                              t._mask.ctypes.data, self._control_buffers[1], *self._muscles,
+                                              int(c.activation_dynamics), self._control_buffers[2])
             else:
                 self._target_length_numpy(idx, t._length_centre * (1.0 + action))
         self._step[idx] += 1
-        obs, distance, squared_mean, velocity_mean, finite = self._observe(idx, reward=True)
-        c = self.config
-        reward = np.empty(n)
-        terminated = np.empty(n, bool)
-        xmat = self._xmat
-        for k, i in enumerate(idx):  # scalars exactly as MyoLegsImitationEnv._reward computes them
-            act = self._views[i]["act"]
-            r = (c.w_pos * math.exp(-c.k_pos * squared_mean[k]) + c.w_vel * math.exp(-c.k_vel * velocity_mean[k])
-                 + c.w_upright * min(max(float(xmat[k, 0, 7]), 0.0), 1.0)
-                 + c.w_energy * math.exp(-c.k_energy * float(act @ act)))
-            reward[k] = r
-            terminated[k] = bool(distance[k] > c.termination_distance or not finite[k])
+        obs, diff, vdiff, finite = self._observe(idx, reward=True)
+        distance, farthest, reward, terms = step_rewards(
+            c, diff, vdiff, self._xmat[:n, 0, 7].tolist(), [self._views[i]["act"] for i in idx], substeps,
+            t._effort_share)
+        for name, values in terms.items():
+            self._terms.setdefault(name, np.zeros(self.num_envs))[idx] = values
+        error = farthest if c.termination == "any" else distance
+        terminated = (error > c.termination_distance) | ~finite
+        reward = np.array(reward)
         self.last_tracking_error[idx] = distance
-        truncated = self._step[idx] >= self.max_steps
+        truncated = self._step[idx] >= self._limit[idx]
         self.episode_return[idx] += reward
         self.episode_length[idx] += 1
         return obs, reward, terminated, truncated
@@ -579,27 +615,33 @@ class MyoLegsVectorEnv(gym.vector.VectorEnv):
     def _target_length_numpy(self, idx: np.ndarray, target: np.ndarray) -> None:
         """The substeps of target-length control with numpy over the batch (the C kernel's fallback)."""
         m, t, n = self.model, self.template, len(idx)
+        dynamics = self.config.activation_dynamics
         views = [self._views[i] for i in idx]
         datas = [self.datas[i] for i in idx]
         length, velocity, bias, one = self._length[:n], self._velocity_m[:n], self._bias[:n], self._one[:n]
-        for _ in range(self.frame_skip):
+        saved = self._saved[:n]
+        for s in range(self.frame_skip):
             for k, (d, v) in enumerate(zip(datas, views)):
                 mujoco.mj_step1(m, d)
-                length[k], velocity[k] = v["actuator_length"], v["actuator_velocity"]
+                length[k], velocity[k], saved[k] = v["actuator_length"], v["actuator_velocity"], v["act"]
                 v["act"][:] = 0.0
                 mujoco.mj_fwdActuation(m, d)
                 bias[k] = v["actuator_force"]
                 v["act"][:] = 1.0
                 mujoco.mj_fwdActuation(m, d)
                 one[k] = v["actuator_force"]
+                v["act"][:] = saved[k]
             gain = one - bias
             force = np.minimum(np.maximum(t._kp * (target - length - 0.1 * velocity), t._force_limit), 0.0)
             activation = (force - bias) / np.minimum(gain, -1e-9)
             activation = np.minimum(np.maximum(activation, 0.0), 1.0) * t._mask
             if self._substep_hook is not None:
                 self._substep_hook(idx, activation)
+            self._substeps[:n, s] = activation
             for k, (d, v) in enumerate(zip(datas, views)):
-                v["act"][:] = v["ctrl"][:] = activation[k]
+                if not dynamics:
+                    v["act"][:] = activation[k]
+                v["ctrl"][:] = activation[k]
                 mujoco.mj_step2(m, d)
 
     # -- observation and reward, batched ---------------------------------------------------------------
@@ -624,8 +666,8 @@ class MyoLegsVectorEnv(gym.vector.VectorEnv):
 
     def _observe(self, idx: np.ndarray, reward: bool = False):
         """Observations of the environments ``idx`` (rows in that order), the operations of
-        :meth:`MyoLegsImitationEnv._observation` on a batch; with ``reward`` also the tracking distance, the
-        mean squared position and velocity errors and whether the state is finite."""
+        :meth:`MyoLegsImitationEnv._observation` on a batch; with ``reward`` also the reference-minus-body
+        positions and velocities of the tracked bodies (n, bodies, 3) and whether the state is finite."""
         n = len(idx)
         self._gather(idx)
         t = self.template
@@ -656,36 +698,20 @@ class MyoLegsVectorEnv(gym.vector.VectorEnv):
         ]
         if self.config.muscle_observations:
             parts += [self._length[:n] / t._l0, self._velocity_m[:n] / t._l0, self._force[:n] / t._force_scale]
+        if self.config.toe_contact:
+            parts.append((self._sensor[:n, 2:] > 0).astype(float))
         obs = np.concatenate(parts, axis=1)
         if not reward:
             return (obs,)
-        diff = reference_now - xpos
-        squared = (diff * diff).sum(axis=2)
-        vdiff = self.reference.xvel[index] - velocity
-        distance = np.sqrt(squared).mean(axis=1)
-        velocity_error = (vdiff * vdiff).sum(axis=2).mean(axis=1)
-        finite = self._finite[:n].astype(bool)
-        return obs, distance.tolist(), squared.mean(axis=1).tolist(), velocity_error.tolist(), finite
+        return obs, reference_now - xpos, self.reference.xvel[index] - velocity, self._finite[:n].astype(bool)
 
     def _reference_time(self, i: int) -> float:
         return float(self.reference.time[self._start[i] + self._step[i] * self.frame_skip])
 
     def _final_info(self, i: int) -> dict:
-        """The single environment's step info of environment ``i``'s last step (computed at episode end only)."""
-        c, d = self.config, self.datas[i]
-        index = self._start[i] + self._step[i] * self.frame_skip
-        xpos = d.xpos[self._bodies]
-        diff = self.reference.xpos[index] - xpos
-        squared = (diff * diff).sum(axis=1)
-        cvel = d.cvel[self._bodies]
-        r = xpos - d.subtree_com[self.model.body_rootid[self._bodies]]
-        velocity = cvel[:, 3:] + cvel[:, _NEXT] * r[:, _PREVIOUS] - cvel[:, _PREVIOUS] * r[:, _NEXT]
-        vdiff = self.reference.xvel[index] - velocity
+        """The single environment's step info of environment ``i``'s last step."""
         return {"tracking_error": float(self.last_tracking_error[i]), "reference_time": self._reference_time(i),
-                "reward_position": math.exp(-c.k_pos * float(squared.mean())),
-                "reward_velocity": math.exp(-c.k_vel * float((vdiff * vdiff).sum(axis=1).mean())),
-                "reward_upright": min(max(float(d.xmat[self._bodies[0], 7]), 0.0), 1.0),
-                "reward_energy": math.exp(-c.k_energy * float(d.act @ d.act))}
+                "clip": int(self._clip[i]), **{f"reward_{k}": float(v[i]) for k, v in self._terms.items()}}
 
 
 class EnvView:
@@ -700,6 +726,14 @@ class EnvView:
     @property
     def last_tracking_error(self) -> float:
         return float(self.vector.last_tracking_error[self.i])
+
+    @property
+    def clip(self) -> int:
+        return int(self.vector._clip[self.i])
+
+    @property
+    def clip_names(self) -> tuple[str, ...]:
+        return self.vector.clip_names
 
     def _ref_index(self, ahead: int = 0) -> int:
         v = self.vector
