@@ -417,7 +417,7 @@ def _train(args) -> None:
         env["data_dir"] = args.data_dir
     config = PPOConfig(total_steps=args.steps, workers=args.workers, num_envs=args.num_envs,
                        overlap=not args.no_overlap, seed=args.seed, env=env,
-                       checkpoint_every=args.checkpoint_every, mirror_coef=args.mirror_coef)
+                       checkpoint_every=args.checkpoint_every, mirror_coef=args.mirror_coef, init_from=args.init_from)
     trainer = Trainer(config, args.out, resume=args.resume, overwrite=args.overwrite, scheduler=args.scheduler)
     try:
         trainer.run(progress=not args.no_progress)
@@ -627,6 +627,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="weight of the left-right symmetry loss on the policy (0: off)")
     tr.add_argument("--out", required=True, help="run folder (config, checkpoint, training log)")
     tr.add_argument("--resume", action="store_true", help="continue exactly from the run's checkpoint")
+    tr.add_argument("--init-from", metavar="PATH",
+                    help="start from the weights of a training run folder or a policy folder (warm start); its "
+                         "observation may lack entries appended at the end of this run's")
     tr.add_argument("--overwrite", action="store_true",
                     help="replace the run already in --out (its checkpoint and log go once the new run has started)")
     tr.add_argument("--no-progress", action="store_true")

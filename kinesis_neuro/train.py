@@ -5,6 +5,14 @@ Rollout workers (processes; one thread each) each step a batch of ``num_envs`` e
 for the whole batch) and return whole rollouts. The learner keeps a running observation normaliser, a
 Gaussian policy with a state-independent log-std and a separate value network.
 
+The update, tuned for 80 muscles: the actor and the critic have their own Adam optimiser and gradient-norm
+clip. The actor's learning rate follows the KL divergence of the whole batch between the policy after the
+update and before it (divided by 1.5 above twice ``target_kl``, multiplied by 1.5 below half of it, within
+``[lr_min, lr_max]``); ``kl_stop`` ends the actor's epochs only as a safety net. The critic predicts
+normalised returns (running mean and std; its last layer is rescaled when they change, so its predictions
+stay put, as in PopArt, van Hasselt et al. 2016) and trains for every epoch. A penalty keeps the action
+means within [-1, 1], where the environment clips the actions. ``lr_schedule`` anneals both learning rates.
+
 Overlap (``overlap=True``, default): while the learner updates on one batch, the workers already collect
 the next one with the policy they have, one update old; every batch records the policy version that
 collected it (``policy_version``, and ``policy_lag`` in the log). PPO's ratio is taken against the
@@ -15,8 +23,9 @@ advantage is weighted by pi_proximal / pi_behaviour. A fresh batch (lag 0) gives
 
 Workers run as local processes (pipes) or, with ``scheduler``, as Dask actors on a dask.distributed cluster
 (:mod:`kinesis_neuro.workers`). Checkpoints are written atomically and hold everything needed to continue
-exactly: networks, optimizer, normaliser, every RNG, the state of every environment and a collected batch
-not yet learned from.
+exactly: networks, optimisers, normalisers, the adapted learning rate, every RNG, the state of every
+environment and a collected batch not yet learned from. ``init_from`` starts a new run from the weights of
+another run or of a policy folder (warm start), also when the observation has gained entries at its end.
 """
 
 from __future__ import annotations
@@ -87,9 +96,13 @@ def check_finite(tensors: dict, where: str) -> None:
             raise DataFormatError(f"{where}: {key} holds NaN or infinite values")
 
 
+LR_SCHEDULES = ("constant", "linear", "cosine")
+
+
 @dataclass
 class PPOConfig:
-    """PPO hyper-parameters (steps are control steps summed over workers)."""
+    """PPO hyper-parameters (steps are control steps summed over workers; KL in nats per sample, summed over
+    the action dimensions)."""
 
     total_steps: int = 1_000_000
     workers: int = 2
@@ -98,20 +111,27 @@ class PPOConfig:
     overlap: bool = True  # workers collect the next batch (with the policy one update old) while the learner updates
     epochs: int = 5
     minibatches: int = 4
-    learning_rate: float = 1e-4
+    learning_rate: float = 1e-4  # the actor's at the start; then adapted to target_kl within [lr_min, lr_max]
+    lr_min: float = 1e-6
+    lr_max: float = 1e-3
+    critic_learning_rate: float = 3e-4
+    lr_schedule: str = "constant"  # "linear" or "cosine": both learning rates annealed towards 0 at total_steps
     gamma: float = 0.99
     gae_lambda: float = 0.95
     clip: float = 0.2
-    value_coef: float = 0.5
     entropy_coef: float = 0.0
-    max_grad_norm: float = 0.5
-    target_kl: float | None = 0.05  # stop the epochs of an update once the mean KL exceeds this
+    bound_coef: float = 10.0  # weight of mean(relu(|action mean| - 1)^2): actions beyond [-1, 1] are clipped
+    max_grad_norm: float = 10.0  # the actor's gradient-norm clip (its norms are ~3-12 with 80 muscles)
+    critic_max_grad_norm: float = 1.0  # (its norms on normalised returns are ~0.1-0.8)
+    target_kl: float | None = 0.01  # KL per update the actor's learning rate is adapted to (None: not adapted)
+    kl_stop: float | None = 0.04  # the actor's epochs end once the KL exceeds this (None: never); a safety net
     mirror_coef: float = 0.0  # weight of the left-right symmetry loss on the action mean (Yu et al. 2018)
-    init_log_std: float = -1.0
+    init_log_std: float | tuple[float, ...] = -1.6  # one value, or one per action (muscle)
     hidden: tuple[int, ...] = (512, 256)
     seed: int = 0
     checkpoint_every: int = 10  # updates
     env: dict = field(default_factory=dict)  # ImitationConfig overrides
+    init_from: str | None = None  # warm start: a training run folder or a policy folder (see warm_start_state)
 
     def __post_init__(self) -> None:
         """Refuse impossible settings with a ``KinesisNeuroError`` naming the setting."""
@@ -132,16 +152,30 @@ class PPOConfig:
                 "an integer in [0, 2**32 - workers x num_envs]")
         require(valid_hidden(self.hidden), "hidden", "a non-empty list of layer sizes (integers >= 1)")
         self.hidden = tuple(int(v) for v in self.hidden)
-        for name, low, high, expected in (("learning_rate", 0, None, "> 0"), ("gamma", 0, 1, "in (0, 1]"),
-                                          ("clip", 0, None, "> 0"), ("max_grad_norm", 0, None, "> 0")):
+        for name, low, high, expected in (("learning_rate", 0, None, "> 0"), ("lr_min", 0, None, "> 0"),
+                                          ("lr_max", 0, None, "> 0"), ("critic_learning_rate", 0, None, "> 0"),
+                                          ("gamma", 0, 1, "in (0, 1]"), ("clip", 0, None, "> 0"),
+                                          ("max_grad_norm", 0, None, "> 0"), ("critic_max_grad_norm", 0, None, "> 0")):
             value = getattr(self, name)
             require(_is_number(value) and value > low and (high is None or value <= high), name, f"a number {expected}")
-        for name in ("value_coef", "entropy_coef", "mirror_coef"):
+        require(self.lr_min <= self.learning_rate <= self.lr_max, "learning_rate",
+                f"within [lr_min, lr_max] = [{self.lr_min:g}, {self.lr_max:g}]")
+        require(self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"one of {', '.join(LR_SCHEDULES)}")
+        for name in ("entropy_coef", "mirror_coef", "bound_coef"):
             require(_is_number(getattr(self, name)) and getattr(self, name) >= 0, name, "a number >= 0")
         require(_is_number(self.gae_lambda) and 0 <= self.gae_lambda <= 1, "gae_lambda", "a number in [0, 1]")
-        require(_is_number(self.init_log_std), "init_log_std", "a finite number")
-        require(self.target_kl is None or _is_number(self.target_kl) and self.target_kl > 0, "target_kl",
-                "None or a number > 0")
+        if isinstance(self.init_log_std, (list, tuple)):
+            require(len(self.init_log_std) > 0 and all(_is_number(v) for v in self.init_log_std), "init_log_std",
+                    "a finite number or a list of them (one per action)")
+            self.init_log_std = tuple(float(v) for v in self.init_log_std)
+        require(isinstance(self.init_log_std, tuple) or _is_number(self.init_log_std), "init_log_std",
+                "a finite number or a list of them (one per action)")
+        for name in ("target_kl", "kl_stop"):
+            value = getattr(self, name)
+            require(value is None or _is_number(value) and value > 0, name, "None or a number > 0")
+        require(self.init_from is None or isinstance(self.init_from, (str, os.PathLike)) and str(self.init_from) != "",
+                "init_from", "None or the path of a training run folder or a policy folder")
+        self.init_from = None if self.init_from is None else os.fspath(self.init_from)
         check_env(self.env, "PPO setting env")
 
 
@@ -180,19 +214,25 @@ def mlp(sizes: list[int], out_gain: float) -> nn.Sequential:
 
 
 class ActorCritic(nn.Module):
-    """Gaussian policy (mean from an MLP, state-independent log-std) and value MLP on normalised obs."""
+    """Gaussian policy (mean from an MLP, state-independent log-std) and value MLP on normalised obs.
+    ``init_log_std``: one value for every action or one per action."""
 
-    def __init__(self, n_obs: int, n_act: int, hidden=(512, 256), init_log_std: float = -1.0):
+    def __init__(self, n_obs: int, n_act: int, hidden=(512, 256), init_log_std: float | tuple = -1.0):
         super().__init__()
         self.norm = RunningNorm(n_obs)
         self.actor = mlp([n_obs, *hidden, n_act], out_gain=0.01)
         self.critic = mlp([n_obs, *hidden, 1], out_gain=1.0)
-        self.log_std = nn.Parameter(torch.full((n_act,), float(init_log_std)))
+        log_std = torch.as_tensor(init_log_std, dtype=torch.float32).expand(n_act) if np.ndim(init_log_std) == 0 \
+            else torch.as_tensor(init_log_std, dtype=torch.float32)
+        if log_std.shape != (n_act,):
+            raise KinesisNeuroError(f"init_log_std has {len(log_std)} values for {n_act} actions (muscles)")
+        self.log_std = nn.Parameter(log_std.clone())
 
     def distribution(self, obs: torch.Tensor) -> torch.distributions.Normal:
         return torch.distributions.Normal(self.actor(self.norm(obs)), self.log_std.exp())
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
+        """The critic's output: the value in units of the trainer's return normaliser (``Trainer.value``)."""
         return self.critic(self.norm(obs)).squeeze(-1)
 
 
@@ -274,12 +314,17 @@ class RolloutWorker:
         except Exception as err:  # the state comes from a checkpoint file
             raise KinesisNeuroError(f"the saved environment state does not fit ({_one_line(err)})") from err
 
-    def rollout(self, weights: dict, steps: int, version: int = 0) -> dict:
+    def rollout(self, weights: dict, steps: int, version: int = 0, clip_weights: np.ndarray | None = None) -> dict:
         """``steps`` control steps (``steps / num_envs`` per environment) with the policy ``weights``
         (:func:`actor_weights`) of update ``version``; arrays are (time, environment, ...). Observations
         after a time-limit truncation (whose value the learner bootstraps) come back in ``final_obs`` with
         their (step, environment) in ``final_index``; ``last_obs`` follows the last step; ``finished`` holds
-        the statistics of the episodes that ended."""
+        the statistics of the episodes that ended: return, length, tracking error (m), the motion clip they
+        imitated (``clip``, 0 for an environment of one motion) and whether they ``terminated`` (fell) rather
+        than reached their time limit. ``clip_weights``: probabilities of the motion clips new episodes start
+        from, for environments that sample clips (``set_clip_weights``)."""
+        if clip_weights is not None and hasattr(self.env, "set_clip_weights"):
+            self.env.set_clip_weights(np.asarray(clip_weights, dtype=np.float64))
         policy = NumpyActor(weights=weights)
         std = np.exp(policy.log_std)
         env, n = self.env, self.env.num_envs
@@ -287,7 +332,7 @@ class RolloutWorker:
         out = {"obs": np.zeros((T, n, n_obs), np.float32), "actions": np.zeros((T, n, n_act), np.float32),
                **{k: np.zeros((T, n), np.float32) for k in ("logprobs", "rewards", "dones")}}
         final_obs, final_index = [], []
-        finished = {"return": [], "length": [], "tracking_error": []}
+        finished = {"return": [], "length": [], "tracking_error": [], "clip": [], "terminated": []}
         for t in range(T):
             obs = self.obs.astype(np.float32)
             mean = policy(obs)
@@ -306,6 +351,9 @@ class RolloutWorker:
                     finished["return"].append(float(info["episode"]["r"][i]))
                     finished["length"].append(int(info["episode"]["l"][i]))
                     finished["tracking_error"].append(float(info["final_info"]["tracking_error"][i]))
+                    clip = info["final_info"].get("clip")
+                    finished["clip"].append(0 if clip is None else int(clip[i]))
+                    finished["terminated"].append(bool(terminated[i]))
         out["final_obs"] = np.array(final_obs, np.float32).reshape(-1, n_obs)
         out["final_index"] = np.array(final_index, np.int64).reshape(-1, 2)
         out["last_obs"] = self.obs.astype(np.float32)
@@ -393,10 +441,11 @@ class WorkerPool:
             pipe.send((command, argument))
         return self._gather()
 
-    def start_rollout(self, weights: dict, steps: int, version: int) -> None:
-        """Every worker starts a rollout of ``steps`` steps; :meth:`finish_rollout` collects them."""
+    def start_rollout(self, weights: dict, steps: int, version: int, clip_weights: np.ndarray | None = None) -> None:
+        """Every worker starts a rollout of ``steps`` steps (see :meth:`RolloutWorker.rollout`);
+        :meth:`finish_rollout` collects them."""
         for pipe in self.pipes:
-            pipe.send(("rollout", (weights, steps, version)))
+            pipe.send(("rollout", (weights, steps, version, clip_weights)))
 
     def finish_rollout(self) -> list[dict]:
         return self._gather()
@@ -500,16 +549,74 @@ def load_checkpoint(path: Path) -> dict:
 
 def checkpoint_config(ckpt: dict, path: Path, **changes) -> PPOConfig:
     """The :class:`PPOConfig` a checkpoint (from ``path``) was trained with, with ``changes`` applied."""
-    unknown = sorted(set(ckpt["config"]) - {f.name for f in fields(PPOConfig)})
-    if unknown:
-        raise DataFormatError(f"{path}: unknown PPO settings {unknown} in the checkpoint's config")
     settings = dict(ckpt["config"])
     if "num_envs" not in settings:  # written before vectorised environments: it goes on as it was trained
         settings.update(num_envs=1, overlap=False)
+    if "kl_stop" not in settings:  # written before the KL-adaptive learning rate: its target_kl stopped the epochs,
+        settings["kl_stop"] = settings.pop("target_kl", None)  # and one loss (value_coef) fed one optimiser
+        settings.pop("value_coef", None)
+    unknown = sorted(set(settings) - {f.name for f in fields(PPOConfig)})
+    if unknown:
+        raise DataFormatError(f"{path}: unknown PPO settings {unknown} in the checkpoint's config")
     try:
         return PPOConfig(**{**settings, **changes})
     except KinesisNeuroError as err:
         raise DataFormatError(f"{path}: {err}") from err
+
+
+def warm_start_state(source: str | Path, agent: ActorCritic, value_norm: RunningNorm) -> None:
+    """Load into ``agent`` the observation normaliser, actor, log-std and critic of ``source``: a training run
+    folder (``checkpoint.pt``) or a policy folder (``policy.safetensors`` and ``policy.json``; the critic comes
+    from its ``checkpoint.pt`` when it has one, else ``agent``'s stays), and into ``value_norm`` the return
+    normaliser of that checkpoint (if it has none, its critic predicts returns unnormalised, as before
+    kinesis-neuro normalised them: ``value_norm`` stays the identity it starts as).
+
+    An observation longer than the source's by entries appended at its end is accepted: the first layers gain
+    zero weights for them and the normaliser mean 0, variance 1, so the networks compute what they did. Any
+    other difference of shapes is a ``KinesisNeuroError`` naming them."""
+    from kinesis_neuro import policies
+
+    source = Path(source)
+    checkpoint = source / CHECKPOINT
+    if (source / policies.WEIGHTS).exists() or (source / policies.CONFIG).exists():
+        policy = policies.load(source)
+        if not isinstance(policy.agent, ActorCritic):
+            raise KinesisNeuroError(f"init_from {source}: a {type(policy.agent).__name__}; a warm start takes one "
+                                    "policy (an MLP actor and its critic)")
+        state = {k: v for k, v in policy.agent.state_dict().items() if not k.startswith("critic.")}
+        ckpt = load_checkpoint(checkpoint) if checkpoint.is_file() else None
+        if ckpt is not None:
+            state.update({k: v for k, v in ckpt["agent"].items() if k.startswith("critic.")})
+    elif checkpoint.exists():
+        ckpt = load_checkpoint(checkpoint)
+        state = dict(ckpt["agent"])
+    else:
+        raise KinesisNeuroError(f"init_from {source}: neither a training run folder ({CHECKPOINT}) nor a policy "
+                                f"folder ({policies.WEIGHTS} and {policies.CONFIG})")
+    target = agent.state_dict()
+    n_obs, old_obs = target["norm.mean"].shape[0], state["norm.mean"].shape[0]
+    if old_obs > n_obs:
+        raise KinesisNeuroError(f"init_from {source}: observations of {old_obs} entries, this run's have {n_obs} "
+                                "(only entries appended at the end can be added)")
+    pad = {"norm.mean": 0.0, "norm.var": 1.0, "actor.0.weight": 0.0, "critic.0.weight": 0.0}
+    problems = [f"unexpected {k}" for k in state if k not in target]
+    for key, value in list(state.items()):
+        if key in pad and key in target and old_obs < n_obs and value.shape[:-1] == target[key].shape[:-1]:
+            fill = torch.full((*value.shape[:-1], n_obs - old_obs), pad[key], dtype=value.dtype)
+            state[key] = value = torch.cat([value, fill], dim=-1)
+        if key in target and value.shape != target[key].shape:
+            problems.append(f"{key} has shape {tuple(value.shape)}, this run's {tuple(target[key].shape)}")
+    problems += [f"lacks {k}" for k in target if k not in state and not k.startswith("critic.")]
+    if problems:
+        hidden = [m.out_features for m in agent.actor[:-1] if isinstance(m, nn.Linear)]
+        raise KinesisNeuroError(f"init_from {source}: its networks do not fit this run's ({n_obs} observations, "
+                                f"hidden {hidden}): " + "; ".join(problems[:3]) + ("; ..." if len(problems) > 3 else ""))
+    agent.load_state_dict(state, strict=False)
+    if ckpt is not None and "value_norm" in ckpt:
+        try:
+            value_norm.load_state_dict(ckpt["value_norm"])
+        except (RuntimeError, TypeError, AttributeError, KeyError) as err:
+            raise DataFormatError(f"{checkpoint}: value_norm does not fit ({_one_line(err)})") from err
 
 
 def truncate_log(path: Path, update: int) -> None:
@@ -583,7 +690,11 @@ class Trainer:
     A folder already holding a run is refused unless ``resume`` (continue from its checkpoint) or ``overwrite``
     (replace it) is given. Everything (settings, checkpoint, environment and motion, which the workers build)
     is checked before the folder is touched: then ``config.json`` is written (atomically) and, for a new run,
-    an earlier run's checkpoint and log are removed; other files in the folder (an exported policy) stay.
+    an earlier run's checkpoint and log are removed; other files in the folder (an exported policy) stay. A new
+    run whose config names ``init_from`` starts from those weights (:func:`warm_start_state`).
+
+    ``clip_weights`` (None, or probabilities, one per motion clip of the environments): sent with every rollout
+    for environments that sample motion clips; ``collect`` reports each ended episode's ``clip``.
 
     ``scheduler``: run the rollout workers as Dask actors on the dask.distributed cluster at this address
     (``tcp://host:8786``) or of this ``distributed.Client`` (see :mod:`kinesis_neuro.workers`); default: local
@@ -597,6 +708,9 @@ class Trainer:
         self.out = Path(out)
         if resume and overwrite:
             raise KinesisNeuroError("--resume continues a run and --overwrite replaces it: give one of them")
+        if resume and config.init_from is not None:
+            raise KinesisNeuroError("--resume continues a run from its checkpoint and --init-from starts a new one "
+                                    "from other weights: give one of them")
         if self.out.exists() and not self.out.is_dir():
             raise KinesisNeuroError(f"{self.out}: exists and is not a folder; give a run folder")
         checkpoint = None
@@ -626,15 +740,17 @@ class Trainer:
         torch.set_num_threads(learner_threads(config, local_workers))
         self._ready: list[dict] | None = None  # a collected batch not learned from yet (workers' results)
         self._in_flight = False  # the workers are collecting a batch
+        self.clip_weights: np.ndarray | None = None  # motion-clip probabilities sent with each rollout
         try:
-            self.agent = ActorCritic(self.workers.n_obs, self.workers.n_act, config.hidden, config.init_log_std)
-            self.optimizer = torch.optim.Adam(self.agent.parameters(), lr=config.learning_rate, eps=1e-5)
+            self._build_learner(self.workers.n_obs, self.workers.n_act)
             obs_index, obs_sign, action_index = self.workers.mirror_maps
             self._mirror = (torch.as_tensor(obs_index), torch.as_tensor(obs_sign, dtype=torch.float32),
                             torch.as_tensor(action_index))
             self.update, self.global_step = 0, 0
             if checkpoint is not None:
                 self._restore(checkpoint)
+            elif config.init_from is not None:
+                warm_start_state(config.init_from, self.agent, self.value_norm)
             storage.write_json(asdict(config), self.out / CONFIG)
             if checkpoint is None:  # a new run: an overwritten run's checkpoint and log go now
                 for name in (CHECKPOINT, LOG):
@@ -643,6 +759,16 @@ class Trainer:
             self.workers.close()
             raise
         self.stop_requested = False
+
+    def _build_learner(self, n_obs: int, n_act: int) -> None:
+        """The networks, their optimisers, the return normaliser and the actor's learning rate of a new run."""
+        c = self.config
+        self.agent = ActorCritic(n_obs, n_act, c.hidden, c.init_log_std)
+        self.actor_optimizer = torch.optim.Adam([*self.agent.actor.parameters(), self.agent.log_std],
+                                                lr=c.learning_rate, eps=1e-5)
+        self.critic_optimizer = torch.optim.Adam(self.agent.critic.parameters(), lr=c.critic_learning_rate, eps=1e-5)
+        self.value_norm = RunningNorm(1)  # of the returns; the critic predicts them normalised
+        self.actor_lr = c.learning_rate  # adapted to target_kl after every update (before annealing)
 
     @staticmethod
     def _seed(seed: int) -> None:
@@ -658,7 +784,9 @@ class Trainer:
     def _payload(self, worker_states: list[dict]) -> dict:
         return {
             "config": asdict(self.config), "update": self.update, "global_step": self.global_step,
-            "agent": self.agent.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "agent": self.agent.state_dict(), "optimizer": self.actor_optimizer.state_dict(),
+            "critic_optimizer": self.critic_optimizer.state_dict(), "value_norm": self.value_norm.state_dict(),
+            "actor_lr": self.actor_lr,
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1],
                     "numpy_pos": int(np.random.get_state()[2]), "python": list(random.getstate()[1])},
             "workers": worker_states, "pending": self._ready,
@@ -678,13 +806,19 @@ class Trainer:
         return path
 
     def _restore(self, ckpt: dict) -> None:
-        """Networks, optimizer, RNGs, environments and a pending batch from a checkpoint of ``self.out``; a
-        ``DataFormatError`` when its contents do not fit the run its config describes."""
+        """Networks, optimisers, normalisers, RNGs, environments and a pending batch from a checkpoint of
+        ``self.out``; a ``DataFormatError`` when its contents do not fit the run its config describes. A checkpoint
+        of the one-optimiser PPO (no ``critic_optimizer``) goes on with fresh Adam moments and a critic that
+        predicts unnormalised returns (the return normaliser starts as the identity)."""
         try:
             if len(ckpt["workers"]) != self.config.workers:
                 raise ValueError(f"{len(ckpt['workers'])} worker states for {self.config.workers} workers")
             self.agent.load_state_dict(ckpt["agent"])
-            self.optimizer.load_state_dict(ckpt["optimizer"])
+            if "critic_optimizer" in ckpt:
+                self.actor_optimizer.load_state_dict(ckpt["optimizer"])
+                self.critic_optimizer.load_state_dict(ckpt["critic_optimizer"])
+                self.value_norm.load_state_dict(ckpt["value_norm"])
+                self.actor_lr = float(ckpt["actor_lr"])
             torch.set_rng_state(ckpt["rng"]["torch"])
             np.random.set_state(("MT19937", ckpt["rng"]["numpy"].numpy(), ckpt["rng"]["numpy_pos"], 0, 0.0))
             random.setstate((3, tuple(int(v) for v in ckpt["rng"]["python"]), None))
@@ -704,7 +838,7 @@ class Trainer:
     # -- one PPO iteration --------------------------------------------------------------------------
     def _launch(self) -> None:
         """The workers start collecting a batch with the current policy (version: the number of updates)."""
-        self.workers.start_rollout(actor_weights(self.agent), self.config.rollout_steps, self.update)
+        self.workers.start_rollout(actor_weights(self.agent), self.config.rollout_steps, self.update, self.clip_weights)
         self._in_flight = True
 
     def _overlap_next(self) -> bool:
@@ -732,16 +866,18 @@ class Trainer:
                    for k in ("obs", "actions", "logprobs", "rewards", "dones")}
         T, M = stacked["rewards"].shape
         per_worker = M // len(parts)
-        finished = {k: [v for p in parts for v in p["finished"][k]] for k in ("return", "length", "tracking_error")}
+        finished = {k: [v for p in parts  # a batch pending in an older checkpoint lacks clip and terminated
+                        for v in p["finished"].get(k, [0] * len(p["finished"]["length"]))]
+                    for k in ("return", "length", "tracking_error", "clip", "terminated")}
         self.global_step += T * M
         with torch.no_grad():
-            values = self.agent.value(torch.as_tensor(stacked["obs"].reshape(T * M, -1))).reshape(T, M).numpy()
-            next_value = self.agent.value(torch.as_tensor(np.concatenate([p["last_obs"] for p in parts]))).numpy()
+            values = self.value(torch.as_tensor(stacked["obs"].reshape(T * M, -1))).reshape(T, M).numpy()
+            next_value = self.value(torch.as_tensor(np.concatenate([p["last_obs"] for p in parts]))).numpy()
             bootstrap = np.zeros((T, M), np.float32)
             final_obs = np.concatenate([p["final_obs"] for p in parts])
             if len(final_obs):
                 index = np.concatenate([p["final_index"] + [0, w * per_worker] for w, p in enumerate(parts)])
-                bootstrap[index[:, 0], index[:, 1]] = self.agent.value(torch.as_tensor(final_obs)).numpy()
+                bootstrap[index[:, 0], index[:, 1]] = self.value(torch.as_tensor(final_obs)).numpy()
         advantages = gae(stacked["rewards"], values, stacked["dones"], bootstrap, next_value, c.gamma, c.gae_lambda)
 
         def flat(a: np.ndarray) -> torch.Tensor:  # (time, environment, ...) -> (sample, ...), time-major
@@ -754,77 +890,137 @@ class Trainer:
                  "policy_version": torch.full((T * M,), parts[0]["version"], dtype=torch.int64)}
         return batch, finished
 
-    def learn(self, batch: dict) -> dict:
-        """PPO epochs over shuffled minibatches; returns the mean losses of the last epoch. A batch collected by
-        an older policy (``policy_version`` below the number of updates) is corrected as in decoupled PPO: ratio
-        and clip against the policy at the start of this update, advantages weighted by its probability over
-        the behaviour policy's (see the module docstring)."""
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        """The critic's values of observations in the units of the returns (float32)."""
+        norm = self.value_norm
+        return (self.agent.value(obs).double() * torch.sqrt(norm.var + 1e-8) + norm.mean).float()
+
+    def _normalise_returns(self, returns: torch.Tensor) -> torch.Tensor:
+        """Add ``returns`` to the return normaliser and rescale the critic's last layer so that its values
+        (:meth:`value`) stay what they were (PopArt); the critic's targets: ``returns`` normalised."""
+        norm, last = self.value_norm, self.agent.critic[-1]
+        mean, std = norm.mean.clone(), torch.sqrt(norm.var + 1e-8)
+        norm.update(returns[:, None])
+        new_std = torch.sqrt(norm.var + 1e-8)
+        with torch.no_grad():
+            last.weight.copy_(last.weight.double() * std / new_std)
+            last.bias.copy_((last.bias.double() * std + mean - norm.mean) / new_std)
+        return norm(returns[:, None])[:, 0]
+
+    def _anneal(self, samples_before: int) -> float:
+        """The factor ``lr_schedule`` gives both learning rates after ``samples_before`` of ``total_steps``."""
         c = self.config
+        progress = min(samples_before / c.total_steps, 1.0)
+        return {"constant": 1.0, "linear": 1.0 - progress, "cosine": 0.5 * (1.0 + math.cos(math.pi * progress))}[
+            c.lr_schedule]
+
+    def _policy_change(self, normalised: torch.Tensor, actions: torch.Tensor, proximal_mean: torch.Tensor,
+                       proximal_log_std: torch.Tensor, proximal: torch.Tensor) -> tuple[float, float]:
+        """Over the whole batch: the mean KL divergence (nats, exact for these Gaussians) from the proximal
+        policy to the current one, and the fraction of samples whose probability ratio is beyond the clip."""
+        with torch.no_grad():
+            mean, log_std = self.agent.actor(normalised), self.agent.log_std
+            log_ratio = proximal_log_std - log_std  # log(sigma_proximal / sigma)
+            kl = (0.5 * (torch.exp(2 * log_ratio) + ((mean - proximal_mean) / log_std.exp()) ** 2 - 1)
+                  - log_ratio).sum(-1).mean()
+            logprob = torch.distributions.Normal(mean, log_std.exp()).log_prob(actions).sum(-1)
+            clipped = ((logprob - proximal).exp() - 1).abs() > self.config.clip
+        return float(kl), float(clipped.float().mean())
+
+    def learn(self, batch: dict) -> dict:
+        """PPO epochs over shuffled minibatches: the actor until the last epoch or ``kl_stop``, the critic (on
+        normalised returns) for every epoch; then the actor's learning rate adapts to ``target_kl``. Returns
+        the statistics of the update: losses (the value loss in normalised units) and gradient norms (before
+        clipping) of the last epoch, the whole batch's KL and clip fraction after the actor's last epoch. A batch
+        collected by an older policy (``policy_version`` below the number of updates) is corrected as in
+        decoupled PPO: ratio and clip against the policy at the start of this update, advantages weighted by its
+        probability over the behaviour policy's (see the module docstring)."""
+        c, agent = self.config, self.agent
         size = batch["obs"].shape[0]
         mb = size // c.minibatches
-        behaviour = batch["logprobs"]
-        agent = self.agent
+        actions, behaviour = batch["actions"], batch["logprobs"]
+        anneal = self._anneal(self.global_step - size)
+        actor_lr = self.actor_lr * anneal
+        for group in self.actor_optimizer.param_groups:
+            group["lr"] = actor_lr
+        for group in self.critic_optimizer.param_groups:
+            group["lr"] = c.critic_learning_rate * anneal
+        targets = self._normalise_returns(batch["returns"])
         with torch.no_grad():  # the normaliser stays fixed during the epochs: normalise the batch once
             normalised = agent.norm(batch["obs"])
+            proximal_mean, proximal_log_std = agent.actor(normalised), agent.log_std.clone()
         if bool((batch["policy_version"] != self.update).any()):
             with torch.no_grad():
-                proximal = torch.distributions.Normal(agent.actor(normalised), agent.log_std.exp())
-                proximal = proximal.log_prob(batch["actions"]).sum(-1)
+                proximal = torch.distributions.Normal(proximal_mean, proximal_log_std.exp()).log_prob(actions).sum(-1)
             weights = (proximal - behaviour).exp()
         else:
             proximal, weights = behaviour, None
-        stats = {}
-        for _ in range(c.epochs):
+        actor_parameters = self.actor_optimizer.param_groups[0]["params"]
+        actor_on, epochs_run, stats = True, 0, {}
+        for epoch in range(c.epochs):
             order = torch.randperm(size)
-            epoch = {"policy_loss": [], "value_loss": [], "entropy": [], "approx_kl": [], "clipfrac": [],
-                     "symmetry_loss": []}
+            losses = {k: [] for k in ("policy_loss", "entropy", "bound_loss", "symmetry_loss", "actor_grad_norm",
+                                      "value_loss", "critic_grad_norm")}
             for start in range(0, size - mb + 1, mb):
                 idx = order[start:start + mb]
-                dist = torch.distributions.Normal(agent.actor(normalised[idx]), agent.log_std.exp())
-                logprob = dist.log_prob(batch["actions"][idx]).sum(-1)
-                ratio = (logprob - proximal[idx]).exp()
-                adv = batch["advantages"][idx]
-                adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-                if weights is not None:
-                    adv = adv * weights[idx]
-                policy_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - c.clip, 1 + c.clip)).mean()
-                value_loss = 0.5 * ((agent.critic(normalised[idx]).squeeze(-1) - batch["returns"][idx]) ** 2).mean()
-                entropy = dist.entropy().sum(-1).mean()
-                loss = policy_loss + c.value_coef * value_loss - c.entropy_coef * entropy
-                if c.mirror_coef > 0:
-                    symmetry_loss = self.symmetry_loss(batch["obs"][idx], dist.mean)
-                    loss = loss + c.mirror_coef * symmetry_loss
-                    epoch["symmetry_loss"].append(symmetry_loss.item())
-                elif start == 0:  # unused: logged from the epoch's first minibatch only (a forward pass saved)
-                    with torch.no_grad():
-                        epoch["symmetry_loss"].append(self.symmetry_loss(batch["obs"][idx], dist.mean).item())
-                self.optimizer.zero_grad()
-                loss.backward()
-                nn.utils.clip_grad_norm_(self.agent.parameters(), c.max_grad_norm)
-                self.optimizer.step()
-                with torch.no_grad():
-                    epoch["policy_loss"].append(policy_loss.item())
-                    epoch["value_loss"].append(value_loss.item())
-                    epoch["entropy"].append(entropy.item())
-                    epoch["approx_kl"].append(((ratio - 1) - (logprob - proximal[idx])).mean().item())
-                    epoch["clipfrac"].append(((ratio - 1).abs() > c.clip).float().mean().item())
-            stats = {k: float(np.mean(v)) for k, v in epoch.items()}
-            if c.target_kl is not None and stats["approx_kl"] > c.target_kl:
-                break
+                if actor_on:
+                    mean = agent.actor(normalised[idx])
+                    dist = torch.distributions.Normal(mean, agent.log_std.exp())
+                    ratio = (dist.log_prob(actions[idx]).sum(-1) - proximal[idx]).exp()
+                    adv = batch["advantages"][idx]
+                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                    if weights is not None:
+                        adv = adv * weights[idx]
+                    policy_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - c.clip, 1 + c.clip)).mean()
+                    entropy = dist.entropy().sum(-1).mean()
+                    bound_loss = ((mean.abs() - 1).clamp(min=0) ** 2).mean()
+                    loss = policy_loss - c.entropy_coef * entropy + c.bound_coef * bound_loss
+                    if c.mirror_coef > 0:
+                        symmetry_loss = self.symmetry_loss(batch["obs"][idx], mean)
+                        loss = loss + c.mirror_coef * symmetry_loss
+                        losses["symmetry_loss"].append(symmetry_loss.item())
+                    self.actor_optimizer.zero_grad()
+                    loss.backward()
+                    norm = nn.utils.clip_grad_norm_(actor_parameters, c.max_grad_norm)
+                    self.actor_optimizer.step()
+                    for key, value in (("policy_loss", policy_loss), ("entropy", entropy), ("bound_loss", bound_loss),
+                                       ("actor_grad_norm", norm)):
+                        losses[key].append(value.item())
+                value_loss = 0.5 * ((agent.critic(normalised[idx]).squeeze(-1) - targets[idx]) ** 2).mean()
+                self.critic_optimizer.zero_grad()
+                value_loss.backward()
+                losses["critic_grad_norm"].append(
+                    nn.utils.clip_grad_norm_(agent.critic.parameters(), c.critic_max_grad_norm).item())
+                self.critic_optimizer.step()
+                losses["value_loss"].append(value_loss.item())
+            stats.update({k: float(np.mean(v)) if v else np.nan for k, v in losses.items()
+                          if actor_on or k in ("value_loss", "critic_grad_norm")})
+            if actor_on:
+                epochs_run += 1
+                if c.kl_stop is not None or epoch == c.epochs - 1:  # the KL of the whole batch, one forward pass
+                    kl, clip_fraction = self._policy_change(normalised, actions, proximal_mean, proximal_log_std,
+                                                            proximal)
+                    actor_on = c.kl_stop is None or kl <= c.kl_stop
+        if c.target_kl is not None:
+            if kl > 2 * c.target_kl:
+                self.actor_lr = max(self.actor_lr / 1.5, c.lr_min)
+            elif kl < c.target_kl / 2:
+                self.actor_lr = min(self.actor_lr * 1.5, c.lr_max)
         self.agent.norm.update(batch["obs"])  # after the epochs: the ratios above use the rollout's normalisation
         residual = batch["returns"] - batch["values"]
-        stats["explained_variance"] = float(1 - residual.var() / (batch["returns"].var() + 1e-8))
-        stats["action_std"] = float(self.agent.log_std.detach().exp().mean())
-        stats["importance_weight"] = 1.0 if weights is None else float(weights.mean())
+        stats.update(kl=kl, clip_fraction=clip_fraction, epochs=epochs_run, actor_lr=actor_lr,
+                     outside_fraction=float((proximal_mean.abs() > 1).float().mean()),
+                     explained_variance=float(1 - residual.var() / (batch["returns"].var() + 1e-8)),
+                     action_std=float(self.agent.log_std.detach().exp().mean()),
+                     importance_weight=1.0 if weights is None else float(weights.mean()))
         return stats
 
     def symmetry_loss(self, obs: torch.Tensor, action_mean: torch.Tensor) -> torch.Tensor:
         """Mean squared difference between the action mean of each state and the mirror image of the action
-        mean of its mirrored state (zero for a left-right symmetric policy); without gradient when unused."""
+        mean of its mirrored state (zero for a left-right symmetric policy)."""
         obs_index, obs_sign, action_index = self._mirror
-        with torch.set_grad_enabled(torch.is_grad_enabled() and self.config.mirror_coef > 0):
-            mirrored = self.agent.actor(self.agent.norm(obs[:, obs_index] * obs_sign))[:, action_index]
-            return ((action_mean - mirrored) ** 2).mean()
+        mirrored = self.agent.actor(self.agent.norm(obs[:, obs_index] * obs_sign))[:, action_index]
+        return ((action_mean - mirrored) ** 2).mean()
 
     # -- the loop ---------------------------------------------------------------------------------------
     def run(self, progress: bool = True) -> list[dict]:

@@ -59,8 +59,8 @@ class DaskWorkerPool:
             raise
         self.n_obs, self.n_act = len(self.mirror_maps[0]), len(self.mirror_maps[2])
 
-    def start_rollout(self, weights: dict, steps: int, version: int) -> None:
-        self._pending = [a.rollout(weights, steps, version) for a in self.actors]
+    def start_rollout(self, weights: dict, steps: int, version: int, clip_weights=None) -> None:
+        self._pending = [a.rollout(weights, steps, version, clip_weights) for a in self.actors]
 
     def finish_rollout(self) -> list[dict]:
         pending, self._pending = self._pending, None

@@ -60,13 +60,15 @@ def test_time_limit_bootstraps_the_value_and_termination_does_not(data_dir, tmp_
                                                                   bootstrapped):
     """With a critic that says V = 5 everywhere and rewards in [0, 1], the return of an episode's last step is
     r + 0.99 * 5 when the 0.2-s time limit cut it, and r alone when early termination ended it (4 environments
-    stepped together, each through several episodes)."""
+    stepped together, each through several episodes). Each ended episode reports whether it terminated and its
+    motion clip (the one motion, 0; the clip weights the learner sends reach the environments)."""
     env = {**SMALL["env"], "episode_seconds": 0.2, "termination_distance": termination_distance}
     trainer = Trainer(PPOConfig(total_steps=64, seed=2, **{**SMALL, "rollout_steps": 64, "env": env}), tmp_path)
     try:
         with torch.no_grad():
             trainer.agent.critic[-1].weight.zero_()
             trainer.agent.critic[-1].bias.fill_(5.0)
+        trainer.clip_weights = np.array([1.0])
         batch, finished = trainer.collect()
     finally:
         trainer.close()
@@ -74,6 +76,8 @@ def test_time_limit_bootstraps_the_value_and_termination_does_not(data_dir, tmp_
     assert len(finished["length"]) == (4 * (16 // 6) if bootstrapped else 64)
     last_steps = batch["returns"][batch["dones"] == 1]
     assert len(last_steps) == len(finished["length"])
+    assert finished["terminated"] == [not bootstrapped] * len(last_steps)
+    assert finished["clip"] == [0] * len(last_steps)
     low, high = (0.99 * 5.0, 1.0 + 0.99 * 5.0) if bootstrapped else (0.0, 1.0)
     assert torch.all((last_steps >= low) & (last_steps <= high)), last_steps
 
@@ -112,7 +116,8 @@ def test_killed_run_resumes_exactly(data_dir, tmp_path):
         resumed.close()
     assert [row["update"] for row in rows] == list(range(done + 1, 5))
     for row, expected in zip(rows, uninterrupted[done:]):
-        for key in ("policy_loss", "value_loss", "approx_kl", "entropy", "episode_return", "policy_version"):
+        for key in ("policy_loss", "value_loss", "kl", "clip_fraction", "actor_lr", "entropy", "episode_return",
+                    "policy_version"):
             assert row[key] == expected[key], key
     assert [row["policy_lag"] for row in uninterrupted] == [0, 1, 1, 1]  # overlap: one update old after the first
     logged = [int(line.split(",")[0]) for line in (run / "training_log.csv").read_text().splitlines()[1:]]
@@ -140,6 +145,11 @@ def test_checkpoint_and_policy_load_without_code(data_dir, tmp_path):
         trainer.close()
     ckpt = torch.load(tmp_path / CHECKPOINT, weights_only=True)  # plain tensors and data only
     assert ckpt["update"] == 1 and (tmp_path / CHECKPOINT).stat().st_size > 0
+    assert {"critic_optimizer", "value_norm", "actor_lr"} <= set(ckpt)
+    with open(tmp_path / LOG, newline="") as fh:
+        row = next(csv.DictReader(fh))
+    assert {"kl", "clip_fraction", "explained_variance", "epochs", "actor_lr", "outside_fraction"} <= set(row)
+    assert 0 < float(row["kl"]) and 0 <= float(row["outside_fraction"]) <= 1 and int(row["epochs"]) >= 1
     assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]  # written atomically (temporary renamed)
     policy = policies.load(policies.export(tmp_path))
     env = policy.make_env()
@@ -247,7 +257,10 @@ def test_a_bad_motion_or_setting_fails_before_any_file_is_written(policy_dir, tm
     ("minibatches", 4096), ("checkpoint_every", 0), ("learning_rate", 0.0), ("gamma", 0.0), ("gamma", 1.01),
     ("gae_lambda", -0.1), ("clip", 0.0), ("max_grad_norm", float("nan")), ("entropy_coef", -1.0),
     ("mirror_coef", float("inf")), ("target_kl", 0.0), ("init_log_std", float("nan")), ("hidden", (64, 0)),
-    ("hidden", ()), ("seed", -1), ("env", ["motion"]), ("num_envs", 0), ("rollout_steps", 100), ("overlap", "yes")])
+    ("hidden", ()), ("seed", -1), ("env", ["motion"]), ("num_envs", 0), ("rollout_steps", 100), ("overlap", "yes"),
+    ("lr_min", 0.0), ("learning_rate", 0.1), ("critic_learning_rate", -1e-3), ("lr_schedule", "exponential"),
+    ("kl_stop", -0.1), ("bound_coef", -1.0), ("critic_max_grad_norm", 0.0), ("init_log_std", []),
+    ("init_log_std", [-1.0, float("nan")]), ("init_from", ""), ("init_from", 3)])
 def test_impossible_ppo_settings_are_refused(setting, value):
     with pytest.raises(KinesisNeuroError, match=f"PPO setting {setting} must be"):
         PPOConfig(**{setting: value})
@@ -293,35 +306,6 @@ def test_gae_is_the_per_step_recursion():
     np.testing.assert_array_equal(gae(rewards, values, dones, bootstrap, next_value, gamma, lam), expected)
 
 
-def test_a_stale_batch_is_weighted_by_the_proximal_over_the_behaviour_policy():
-    """A batch one update old is learned with ratios against the policy at the start of the update and each
-    advantage weighted by pi_proximal / pi_behaviour: behaviour log-probabilities log 2 below the proximal ones
-    give weights of 2; equal ones give exactly the on-policy update."""
-    from kinesis_neuro.train import ActorCritic
-
-    def learner(update):
-        torch.manual_seed(0)
-        trainer = Trainer.__new__(Trainer)
-        trainer.config = PPOConfig(epochs=2, minibatches=2, hidden=(16, 16), workers=1, rollout_steps=64,
-                                   num_envs=1)
-        trainer.agent = ActorCritic(12, 4, (16, 16))
-        trainer.optimizer = torch.optim.Adam(trainer.agent.parameters(), lr=1e-3)
-        trainer.update = update
-        trainer._mirror = (torch.arange(12), torch.ones(12), torch.arange(4))
-        return trainer
-
-    obs, actions = torch.randn(64, 12), torch.randn(64, 4)
-    with torch.no_grad():
-        proximal = learner(0).agent.distribution(obs).log_prob(actions).sum(-1)
-    batch = {"obs": obs, "actions": actions, "logprobs": proximal, "advantages": torch.randn(64),
-             "returns": torch.randn(64), "values": torch.randn(64),
-             "policy_version": torch.zeros(64, dtype=torch.int64)}
-    fresh, stale = learner(0).learn(batch), learner(1).learn(batch)
-    assert fresh == stale and stale["importance_weight"] == 1.0
-    doubled = learner(1).learn({**batch, "logprobs": proximal - np.log(2.0)})
-    assert doubled["importance_weight"] == pytest.approx(2.0)
-
-
 def test_a_checkpoint_of_the_previous_trainer_resumes_with_one_environment_per_worker(data_dir, tmp_path):
     """The bundled run was trained before vectorised environments (one environment per worker, no overlap): it
     resumes as it was trained, with its environments' states, observations and noise RNGs."""
@@ -330,10 +314,12 @@ def test_a_checkpoint_of_the_previous_trainer_resumes_with_one_environment_per_w
     for name in (CHECKPOINT, "config.json", LOG):
         shutil.copy(BUNDLED / name, run)
     old = load_checkpoint(run / CHECKPOINT)
-    assert "num_envs" not in old["config"]
+    assert "num_envs" not in old["config"] and old["config"]["target_kl"] == 0.05
     trainer = Trainer(PPOConfig(total_steps=old["global_step"] + 4096), run, resume=True)
     try:
         assert (trainer.config.num_envs, trainer.config.overlap, trainer.update) == (1, False, old["update"])
+        assert (trainer.config.kl_stop, trainer.config.target_kl) == (0.05, PPOConfig.target_kl)  # a stop, then
+        assert torch.equal(trainer.value_norm.var, torch.ones(1))  # its critic predicts unnormalised returns
         for state, saved in zip(trainer.workers.get_states(), old["workers"]):
             assert np.array_equal(state["envs"][0]["physics"], saved["env"]["physics"].numpy())
             assert np.array_equal(state["obs"][0], saved["obs"].numpy())
@@ -381,6 +367,6 @@ def test_training_on_dask_runs_and_resumes_exactly(data_dir, tmp_path, cluster, 
     with open(copy / LOG, newline="") as fh:
         logged = list(csv.DictReader(fh))
     for row, expected in zip(logged, history):
-        for key in ("update", "policy_loss", "value_loss", "approx_kl", "episode_return"):
+        for key in ("update", "policy_loss", "value_loss", "kl", "episode_return"):
             assert float(row[key]) == expected[key], key
     assert_same_checkpoint(load_checkpoint(copy / CHECKPOINT), load_checkpoint(tmp_path / "run" / CHECKPOINT))
