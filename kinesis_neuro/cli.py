@@ -412,18 +412,43 @@ def _nullspace(args) -> None:
 def _train(args) -> None:
     from kinesis_neuro.train import PPOConfig, Trainer
 
-    env = {"motion": args.motion, "control_mode": args.control_mode}
+    from kinesis_neuro.envs.imitation import KINESIS_SETTINGS
+    from kinesis_neuro.motion_library import select
+
+    env = {**(KINESIS_SETTINGS if args.kinesis else {}), "motion": args.motion, "control_mode": args.control_mode}
+    if args.termination:
+        env["termination"] = args.termination
+    if args.clips:
+        env["clips"] = select(args.clips)
     if args.data_dir:
         env["data_dir"] = args.data_dir
     config = PPOConfig(total_steps=args.steps, workers=args.workers, num_envs=args.num_envs,
                        overlap=not args.no_overlap, seed=args.seed, env=env,
-                       checkpoint_every=args.checkpoint_every, mirror_coef=args.mirror_coef, init_from=args.init_from)
+                       checkpoint_every=args.checkpoint_every, mirror_coef=args.mirror_coef, init_from=args.init_from,
+                       hard_negative_mining=not args.no_mining)
     trainer = Trainer(config, args.out, resume=args.resume, overwrite=args.overwrite, scheduler=args.scheduler)
     try:
         trainer.run(progress=not args.no_progress)
     finally:
         trainer.close()
     print(f"{trainer.global_step} steps, {trainer.update} updates; checkpoint: {Path(args.out) / 'checkpoint.pt'}")
+
+
+def _evaluate(args) -> None:
+    from kinesis_neuro import evaluate, policies, storage
+    from kinesis_neuro.motion_library import select
+
+    if args.out:
+        storage.refuse_overwriting([args.out], [args.policy])
+    overrides = {"data_dir": args.data_dir} if args.data_dir else {}
+    table = evaluate.evaluate(policies.load(args.policy), splits=args.splits,
+                              clips=select(args.clips) if args.clips else None, episodes=args.episodes,
+                              seed=args.seed, **overrides)
+    print(table.to_string(float_format=lambda v: f"{v:.3f}"))
+    print(evaluate.summary(table).to_string(float_format=lambda v: f"{v:.3f}"))
+    if args.out:
+        storage.write_csv(table, args.out)
+        print(f"saved {args.out}")
 
 
 def _parse_weaken(items) -> dict[str, float]:
@@ -611,6 +636,14 @@ def build_parser() -> argparse.ArgumentParser:
     mr.set_defaults(func=_motion_render)
 
     tr = sub.add_parser("train", help="train a muscle policy to imitate a walking trial (PPO)")
+    tr.add_argument("--clips", help="imitate a motion library: a split (train, held_out, text_to_motion) or clip "
+                    "names separated by commas (see kinesis_neuro.motion_library); replaces --motion")
+    tr.add_argument("--kinesis", action="store_true", help="KINESIS-aligned environment: mean kernels, L1+L2 effort "
+                    "over substeps, activation dynamics, any-body termination, toe contacts observed")
+    tr.add_argument("--termination", choices=["mean", "any"], help="end an episode when the mean tracked-body "
+                    "distance (mean; default) or any body's (any; the --kinesis default) exceeds 0.15 m")
+    tr.add_argument("--no-mining", action="store_true", help="with --clips: sample clips uniformly instead of "
+                    "more often from the clips that fail (hard-negative mining)")
     tr.add_argument("--motion", default="moco-walk", help="dataset or OpenSim coordinates file")
     tr.add_argument("--steps", type=POSITIVE_INT, default=1_000_000, help="total control steps (all workers)")
     tr.add_argument("--workers", type=POSITIVE_INT, default=2, help="rollout workers (processes, or Dask actors)")
@@ -742,6 +775,17 @@ def build_parser() -> argparse.ArgumentParser:
     ro.add_argument("--weaken", nargs="+", help="MUSCLE:FACTOR pairs scaling max force (e.g. soleus_r:0.5)")
     ro.add_argument("--out", help="recording .nc")
     ro.set_defaults(func=_rollout)
+
+    ev = sub.add_parser("evaluate", help="a policy on the clips of the motion library: episodes completed and "
+                        "tracking error per clip and split")
+    ev.add_argument("--policy", required=True, help="policy folder (policy.safetensors + policy.json)")
+    ev.add_argument("--splits", nargs="+", default=["train", "held_out", "text_to_motion"],
+                    choices=["train", "held_out", "text_to_motion"])
+    ev.add_argument("--clips", help="these clips instead (a split or names separated by commas)")
+    ev.add_argument("--episodes", type=POSITIVE_INT, default=5, help="episodes per clip")
+    ev.add_argument("--seed", type=SEED, default=0)
+    ev.add_argument("--out", help="table .csv")
+    ev.set_defaults(func=_evaluate)
 
     ex = sub.add_parser("export-policy", help="write policy.safetensors + policy.json from a training run")
     ex.add_argument("run", help="training run folder (holds checkpoint.pt)")

@@ -141,6 +141,18 @@ def clip_names(split: str) -> tuple[str, ...]:
     return SPLITS[split]
 
 
+def select(text: str) -> tuple[str, ...]:
+    """Clips named by ``text``: a split (``train``, ...) or clip names separated by commas."""
+    if text in SPLITS:
+        return SPLITS[text]
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in CLIPS]
+    if unknown or not names:
+        raise KinesisNeuroError(f"unknown clips {unknown or [text]}: give a split ({', '.join(SPLITS)}) or clip "
+                                f"names separated by commas ({', '.join(CLIPS)})")
+    return names
+
+
 def reference_motion(name: str, *, duration: float, model: mujoco.MjModel | None = None,
                      data_dir=None) -> motion.Motion:
     """The clip ``name`` (:data:`CLIPS`) as a kinematic reference in MyoLegs coordinates, feet on the floor.

@@ -48,6 +48,7 @@ import torch
 from torch import nn
 
 from kinesis_neuro import storage
+from kinesis_neuro.clip_sampling import ClipSampler
 from kinesis_neuro.envs import ImitationConfig
 from kinesis_neuro.envs.vector import MyoLegsVectorEnv
 from kinesis_neuro.errors import DataFormatError, KinesisNeuroError
@@ -132,6 +133,7 @@ class PPOConfig:
     checkpoint_every: int = 10  # updates
     env: dict = field(default_factory=dict)  # ImitationConfig overrides
     init_from: str | None = None  # warm start: a training run folder or a policy folder (see warm_start_state)
+    hard_negative_mining: bool = True  # with env clips: start episodes more often from the clips that fail
 
     def __post_init__(self) -> None:
         """Refuse impossible settings with a ``KinesisNeuroError`` naming the setting."""
@@ -176,6 +178,8 @@ class PPOConfig:
         require(self.init_from is None or isinstance(self.init_from, (str, os.PathLike)) and str(self.init_from) != "",
                 "init_from", "None or the path of a training run folder or a policy folder")
         self.init_from = None if self.init_from is None else os.fspath(self.init_from)
+        require(isinstance(self.hard_negative_mining, (bool, np.bool_)), "hard_negative_mining", "true or false")
+        self.hard_negative_mining = bool(self.hard_negative_mining)
         check_env(self.env, "PPO setting env")
 
 
@@ -741,6 +745,11 @@ class Trainer:
         self._ready: list[dict] | None = None  # a collected batch not learned from yet (workers' results)
         self._in_flight = False  # the workers are collecting a batch
         self.clip_weights: np.ndarray | None = None  # motion-clip probabilities sent with each rollout
+        clips = tuple(config.env.get("clips", ()))
+        self.clip_names = clips
+        self.sampler = ClipSampler(len(clips)) if clips and config.hard_negative_mining else None
+        if self.sampler is not None:
+            self.clip_weights = self.sampler.probabilities()
         try:
             self._build_learner(self.workers.n_obs, self.workers.n_act)
             obs_index, obs_sign, action_index = self.workers.mirror_maps
@@ -790,6 +799,7 @@ class Trainer:
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1],
                     "numpy_pos": int(np.random.get_state()[2]), "python": list(random.getstate()[1])},
             "workers": worker_states, "pending": self._ready,
+            "clip_sampler": None if self.sampler is None else self.sampler.state_dict(),
         }
 
     def save(self, final: bool = False) -> Path:
@@ -830,6 +840,9 @@ class Trainer:
                                                               for p in pending):
                     raise ValueError("the pending batch does not fit the workers")
             self._ready = pending
+            if self.sampler is not None and ckpt.get("clip_sampler") is not None:
+                self.sampler.load_state_dict(_to_numpy(ckpt["clip_sampler"]))
+                self.clip_weights = self.sampler.probabilities()
         except (KinesisNeuroError, KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as err:
             raise DataFormatError(f"{self.out / CHECKPOINT}: does not fit the run its config describes "
                                   f"({err if isinstance(err, KinesisNeuroError) else _one_line(err)})") from err
@@ -1045,6 +1058,7 @@ class Trainer:
                     version = int(batch["policy_version"][0])
                     stats = self.learn(batch)
                     self.update += 1
+                    stats.update(self._mine(finished))
                     elapsed = time.time() - started
                     row = {"update": self.update, "global_step": self.global_step,
                            "samples_per_s": self.batch_size / elapsed,
@@ -1075,6 +1089,17 @@ class Trainer:
             for s, h in handlers.items():
                 signal.signal(s, h)
         return history
+
+    def _mine(self, finished: dict) -> dict:
+        """Hard-negative mining: the episodes that ended update the clips' failure rates, which set the clip
+        probabilities of the next rollouts (the batch in flight already has its own); logged per clip."""
+        if self.sampler is None:
+            return {}
+        self.sampler.update(np.asarray(finished["clip"], dtype=np.int64), np.asarray(finished["terminated"], bool),
+                            np.asarray(finished["tracking_error"], dtype=float))
+        self.clip_weights = self.sampler.probabilities()
+        return {**{f"failure_rate:{name}": float(rate) for name, rate in zip(self.clip_names, self.sampler.rates)},
+                **{f"clip_weight:{name}": float(w) for name, w in zip(self.clip_names, self.clip_weights)}}
 
     def _request_stop(self, signum, frame) -> None:
         self.stop_requested = True
