@@ -47,7 +47,7 @@ import torch  # noqa: E402
 from kinesis_neuro import policies  # noqa: E402
 from kinesis_neuro.envs import ImitationConfig  # noqa: E402
 from kinesis_neuro.envs.vector import MyoLegsVectorEnv  # noqa: E402
-from kinesis_neuro.train import ActorCritic, NumpyActor, PPOConfig, Trainer  # noqa: E402
+from kinesis_neuro.train import NumpyActor, PPOConfig, Trainer  # noqa: E402
 
 STATE = mujoco.mjtState.mjSTATE_INTEGRATION  # everything mj_step reads: time, qpos, qvel, act, warm start, ...
 
@@ -255,18 +255,16 @@ def training_rate(updates: int, scheduler=None, module=None, **settings) -> tupl
 
 
 def learner_seconds(samples: int = 4096, repeats: int = 2) -> float:
-    """Seconds of one PPO update (the bundled policy's settings, all epochs) on ``samples`` samples, one thread."""
+    """Seconds of one PPO update (default settings, every epoch: no KL stop) on ``samples`` samples, one thread."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        config = PPOConfig()
         best = float("inf")
         for _ in range(repeats):
             torch.manual_seed(0)
             learner = Trainer.__new__(Trainer)  # the learner alone: no workers, no run folder
-            learner.config, learner.update = PPOConfig(target_kl=None), 0
-            learner.agent = ActorCritic(459, 80, config.hidden, config.init_log_std)
-            learner.optimizer = torch.optim.Adam(learner.agent.parameters(), lr=config.learning_rate, eps=1e-5)
+            learner.config, learner.update, learner.global_step = PPOConfig(kl_stop=None), 0, 0
+            learner._build_learner(459, 80)
             learner._mirror = (torch.arange(459), torch.ones(459), torch.arange(80))
             obs, actions = torch.randn(samples, 459), 0.3 * torch.randn(samples, 80)
             with torch.no_grad():
