@@ -107,8 +107,13 @@ def controller_label(recording: Recording, taken=()) -> str:
     return label
 
 
+# the clips a motion-library policy is rolled out on: the walk of the moco-walk EMG and the run of rajagopal-run's
+LIBRARY_CLIPS = ("moco-walk", "rajagopal-run")
+
+
 def rollout_policies(policy_dirs, *, episodes: int = 5, seed: int = 0, data_dir=None) -> dict[str, Recording]:
-    """Recordings of seeded rollouts of every policy folder (label ``policy <folder name>``)."""
+    """Recordings of seeded rollouts of every policy folder (label ``policy <folder name>``); a motion-library
+    policy (trained on clips) once on each of :data:`LIBRARY_CLIPS` (label ``policy <folder name> (<clip>)``)."""
     from kinesis_neuro import policies
     from kinesis_neuro.rollout import rollout
 
@@ -116,9 +121,12 @@ def rollout_policies(policy_dirs, *, episodes: int = 5, seed: int = 0, data_dir=
     for path in policy_dirs:
         policy = policies.load(path)
         overrides = {"data_dir": str(data_dir)} if data_dir else {}
-        _, recording = rollout(policy, episodes=episodes, seed=seed, progress=False, **overrides)
         label = f"policy {Path(str(path)).resolve().name}"
-        out[label if label not in out else f"{label} #{len(out)}"] = recording
+        runs = [(f"{label} ({clip})", {"clips": (clip,)}) for clip in LIBRARY_CLIPS] \
+            if policy.env_config.get("clips") else [(label, {})]
+        for name, clips in runs:
+            _, recording = rollout(policy, episodes=episodes, seed=seed, progress=False, **overrides, **clips)
+            out[name if name not in out else f"{name} #{len(out)}"] = recording
     return out
 
 

@@ -52,6 +52,8 @@ def main_job(policy_dir, *, emg: str = "moco-walk", grf: str = "moco-walk/grf_wa
         with storage.output_folder(out, protect=[policy_dir]) as staging:
             bar.set_postfix_str("policy rollouts")
             overrides = {"data_dir": str(data_dir)} if data_dir else {}
+            if policy.env_config.get("clips"):  # a motion-library policy imitates the walk compared here alone
+                overrides["clips"] = ()
             evaluation, recording = rollout(policy, episodes=episodes, seed=seed, progress=False,
                                             start_noise=start_noise, noise_seed=noise_seed, **overrides)
             recording.save(staging / "policy.nc")

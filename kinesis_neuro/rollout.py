@@ -40,7 +40,8 @@ def rollout(policy: Policy, *, episodes: int = 10, seed: int = 0, deterministic:
         recorders[k].append(view)
 
     def on_end(k, view):
-        attrs = {"motion": config.motion, "controller": f"policy {policy.source}", "seed": seed + k}
+        attrs = {"motion": ", ".join(config.clips) if config.clips else config.motion,
+                 "controller": f"policy {policy.source}", "seed": seed + k}
         recordings[k] = recorders.pop(k).to_recording(view, attrs)
 
     recordings: dict[int, Recording] = {}
