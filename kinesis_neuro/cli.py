@@ -425,7 +425,8 @@ def _train(args) -> None:
     config = PPOConfig(total_steps=args.steps, workers=args.workers, num_envs=args.num_envs,
                        overlap=not args.no_overlap, seed=args.seed, env=env,
                        checkpoint_every=args.checkpoint_every, mirror_coef=args.mirror_coef, init_from=args.init_from,
-                       hard_negative_mining=not args.no_mining)
+                       hard_negative_mining=not args.no_mining,
+                       experts=tuple(args.experts.split(",")) if args.experts else ())
     trainer = Trainer(config, args.out, resume=args.resume, overwrite=args.overwrite, scheduler=args.scheduler)
     try:
         trainer.run(progress=not args.no_progress)
@@ -544,6 +545,19 @@ def _export_policy(args) -> None:
     from kinesis_neuro import policies
 
     print(f"policy written to {policies.export(args.run, args.out)}")
+
+
+def _experts_next(args) -> None:
+    from kinesis_neuro.experts import next_expert
+
+    plan = next_expert(args.run, args.window, args.min_gain, args.threshold)
+    print(f"plateaued: {'yes' if plan['plateaued'] else 'no'} (success rate {plan['success_rate']:.3f}, "
+          f"mean over the clips of 1 - failure rate)")
+    print(f"failed clips (failure rate >= {args.threshold:g}): {', '.join(plan['clips']) or 'none'}")
+    if plan["command"]:
+        print(f"next expert: {plan['command']}\nthen the gate: {plan['gate_command']}")
+        if plan["other_env"]:
+            print(f"(the run's other environment settings, set them in PPOConfig.env: {plan['other_env']})")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -665,6 +679,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "observation may lack entries appended at the end of this run's")
     tr.add_argument("--overwrite", action="store_true",
                     help="replace the run already in --out (its checkpoint and log go once the new run has started)")
+    tr.add_argument("--experts", metavar="A,B", help="train a gate over these frozen experts (training run or "
+                    "policy folders, separated by commas) instead of one policy: KINESIS' mixture of experts")
     tr.add_argument("--no-progress", action="store_true")
     tr.set_defaults(func=_train)
 
@@ -791,6 +807,18 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("run", help="training run folder (holds checkpoint.pt)")
     ex.add_argument("--out", help="policy folder (default: the run folder)")
     ex.set_defaults(func=_export_policy)
+
+    mx = sub.add_parser("experts", help="mixture of experts (KINESIS): when and on which clips to train the next")
+    mx_sub = mx.add_subparsers(dest="action", required=True)
+    nx = mx_sub.add_parser("next", help="whether a library run plateaued, the clips it fails and the commands "
+                           "that train the next expert on them and then a gate over the experts")
+    nx.add_argument("--run", required=True, help="training run folder (trained with --clips)")
+    nx.add_argument("--threshold", type=float, default=0.5,
+                    help="failure rate (in [0, 1]) from which a clip counts as failed")
+    nx.add_argument("--window", type=POSITIVE_INT, default=100, help="updates compared for the plateau")
+    nx.add_argument("--min-gain", type=NON_NEGATIVE, default=0.01,
+                    help="least gain of the success rate from one window to the next that is progress")
+    nx.set_defaults(func=_experts_next)
     return parser
 
 

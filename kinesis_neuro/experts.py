@@ -13,19 +13,41 @@ distribution whose sampled index picks the expert whose mean is the action, and 
 log-probability. The weighted sum is the mean of that selection policy; it keeps the Gaussian policy, so
 PPO, the rollout workers (:class:`NumpyMixture`, called as :class:`~kinesis_neuro.train.NumpyActor`) and
 evaluation stay unchanged, and a confident gate (``g_k`` near 1) acts as a selection.
+
+The recipe with the trainer (:class:`~kinesis_neuro.train.Trainer`): train an expert on the library; once its
+success rate stops improving (:func:`should_start_next_expert`), train the next one from its weights on the
+clips it fails (:func:`next_expert_clips`; :func:`next_expert` gives both and the commands); then train a gate
+over the frozen experts (``PPOConfig.experts``, ``kinesis-neuro train --experts A,B``).
 """
 
 from __future__ import annotations
 
+import shlex
+import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from kinesis_neuro.errors import KinesisNeuroError
-from kinesis_neuro.train import ActorCritic, NumpyActor, RunningNorm, actor_weights, mlp, valid_hidden
+from kinesis_neuro.clip_sampling import ClipSampler
+from kinesis_neuro.errors import DataFormatError, KinesisNeuroError
+from kinesis_neuro.train import (
+    CHECKPOINT,
+    LOG,
+    ActorCritic,
+    NumpyActor,
+    RunningNorm,
+    _one_line,
+    _to_numpy,
+    actor_weights,
+    checkpoint_config,
+    load_checkpoint,
+    mlp,
+    valid_hidden,
+)
 
 
 def hidden_sizes(network: nn.Sequential) -> list[int]:
@@ -183,3 +205,217 @@ def plateaued(history: Sequence[float], window: int = 10, min_gain: float = 0.01
     if len(values) < 2 * window:
         return False
     return bool(values[-window:].mean() - values[-2 * window:-window].mean() < min_gain)
+
+
+# -- experts of a gate run ---------------------------------------------------------------------------------
+@dataclass
+class Expert:
+    """A frozen expert: its policy, the folder it came from and, when that folder holds one, the checkpoint of
+    its training run (whose critic can start a gate's)."""
+
+    agent: ActorCritic
+    source: str
+    checkpoint: dict | None = None
+
+
+def load_expert(source: str | Path) -> Expert:
+    """The single policy of ``source``, read as ``init_from`` is (:func:`~kinesis_neuro.train.warm_start_state`):
+    a policy folder (``policy.safetensors`` and ``policy.json``, with the ``checkpoint.pt`` of its run when the
+    folder holds one) or a training run folder (its ``checkpoint.pt``). A ``KinesisNeuroError`` names the
+    folder when it is missing, of neither kind, or a mixture."""
+    from kinesis_neuro import policies
+
+    path = Path(source)
+    checkpoint = path / CHECKPOINT
+    if not path.is_dir():
+        raise KinesisNeuroError(f"expert {path}: {'not a folder' if path.exists() else 'no such folder'}; an "
+                                "expert is a training run folder or a policy folder")
+    if (path / policies.WEIGHTS).exists() or (path / policies.CONFIG).exists():
+        agent = policies.load(path).agent
+        ckpt = load_checkpoint(checkpoint) if checkpoint.is_file() else None
+    elif checkpoint.exists():
+        ckpt = load_checkpoint(checkpoint)
+        config, state = checkpoint_config(ckpt, checkpoint), ckpt["agent"]
+        if config.experts:
+            agent = None  # a gate run: refused below
+        elif "norm.mean" not in state or "log_std" not in state:
+            raise DataFormatError(f"{checkpoint}: its agent lacks norm.mean or log_std")
+        else:
+            agent = ActorCritic(state["norm.mean"].shape[0], state["log_std"].shape[0], config.hidden)
+            try:
+                agent.load_state_dict(state)
+            except RuntimeError as err:
+                raise DataFormatError(f"{checkpoint}: its networks do not fit its config (hidden "
+                                      f"{list(config.hidden)}): {_one_line(err)}") from err
+    else:
+        raise KinesisNeuroError(f"expert {path}: neither a training run folder ({CHECKPOINT}) nor a policy "
+                                f"folder ({policies.WEIGHTS} and {policies.CONFIG})")
+    if not isinstance(agent, ActorCritic):
+        raise KinesisNeuroError(f"expert {path}: a mixture of experts; experts are single policies (give the "
+                                "folders of its experts)")
+    return Expert(agent.eval(), str(path), ckpt)
+
+
+def gate_over(experts: Sequence[Expert], n_obs: int, n_act: int, gate_hidden: Sequence[int] = (64, 64),
+              critic_hidden: Sequence[int] = (512, 256)) -> MixtureOfExperts:
+    """A mixture of the frozen ``experts`` (:func:`load_expert`) for an environment of ``n_obs`` observations
+    and ``n_act`` actions (:meth:`MixtureOfExperts.from_experts`); a ``KinesisNeuroError`` names an expert
+    whose sizes differ from the environment's."""
+    for expert in experts:
+        obs, act = expert.agent.norm.mean.shape[0], expert.agent.log_std.shape[0]
+        if act != n_act:
+            raise KinesisNeuroError(f"expert {expert.source}: {act} actions, this run's environment has {n_act} "
+                                    "(one per muscle)")
+        if obs != n_obs:
+            raise KinesisNeuroError(f"expert {expert.source}: observations of {obs} entries, this run's "
+                                    f"environment gives {n_obs}; experts are trained with the run's observation "
+                                    "settings (e.g. toe_contact, muscle_observations)")
+    return MixtureOfExperts.from_experts([e.agent for e in experts], gate_hidden, critic_hidden)
+
+
+def warm_start_critic(expert: Expert, mixture: MixtureOfExperts, value_norm: RunningNorm) -> bool:
+    """Start ``mixture``'s critic and the trainer's return normaliser ``value_norm`` from those of ``expert``'s
+    training checkpoint (its critic saw the observation normaliser a mixture starts with, its first expert's);
+    whether they were. Nothing changes without a checkpoint; a critic of other layer sizes is warned about."""
+    if expert.checkpoint is None:
+        return False
+    state = {k.removeprefix("critic."): v for k, v in expert.checkpoint["agent"].items() if k.startswith("critic.")}
+    target = mixture.critic.state_dict()
+    if state.keys() != target.keys() or any(state[k].shape != target[k].shape for k in target):
+        warnings.warn(f"expert {expert.source}: its critic does not fit the mixture's (layer sizes "
+                      f"{hidden_sizes(mixture.critic)}, PPO setting hidden); the critic starts untrained")
+        return False
+    mixture.critic.load_state_dict(state)
+    if "value_norm" in expert.checkpoint:  # none: a critic of unnormalised returns, the identity normaliser fits
+        try:
+            value_norm.load_state_dict(expert.checkpoint["value_norm"])
+        except (RuntimeError, TypeError, AttributeError, KeyError) as err:
+            raise DataFormatError(f"{Path(expert.source) / CHECKPOINT}: value_norm does not fit "
+                                  f"({_one_line(err)})") from err
+    return True
+
+
+def checkpoint_expert_hidden(ckpt: dict, path) -> list[list[int]]:
+    """The layer sizes of every expert that a gate run's checkpoint (read from ``path``) records."""
+    hidden = ckpt.get("expert_hidden")
+    if not isinstance(hidden, list) or not hidden or not all(valid_hidden(h) for h in hidden):
+        raise DataFormatError(f"{path}: a mixture run's checkpoint must record expert_hidden (the layer sizes of "
+                              f"each expert), got {hidden!r}")
+    return [[int(v) for v in h] for h in hidden]
+
+
+def checkpoint_mixture(ckpt: dict, path) -> MixtureOfExperts:
+    """The mixture of experts of a gate run's checkpoint ``ckpt`` (read from ``path``), weights loaded."""
+    config, state = checkpoint_config(ckpt, path), ckpt["agent"]
+    if "norm.mean" not in state or "log_std" not in state:
+        raise DataFormatError(f"{path}: its agent lacks norm.mean or log_std")
+    mixture = MixtureOfExperts(state["norm.mean"].shape[0], state["log_std"].shape[0],
+                               checkpoint_expert_hidden(ckpt, path), config.gate_hidden, config.hidden)
+    try:
+        mixture.load_state_dict(state)
+    except RuntimeError as err:
+        raise DataFormatError(f"{path}: its networks do not fit its config ({_one_line(err)})") from err
+    return mixture
+
+
+# -- when to start the next expert, and on which clips -------------------------------------------------------
+def success_curve(run_dir: str | Path) -> np.ndarray:
+    """A library run's success rate per update: the mean over its motion clips of 1 - failure rate (the
+    ``failure_rate:<clip>`` columns of ``training_log.csv``; NaN in rows logged before there were any).
+
+    Why this curve: each clip's failure rate is a moving average over that clip's own episodes, so the mean
+    weighs every clip alike whatever hard-negative mining draws; the mean episode length or return shift
+    when mining draws the hard clips more often, and fall while the policy improves."""
+    import pandas as pd
+
+    log = Path(run_dir) / LOG
+    if not log.is_file():
+        raise KinesisNeuroError(f"{log}: {'not a regular file' if log.exists() else 'no such file'}; give a "
+                                "training run folder")
+    try:
+        rates = pd.read_csv(log, usecols=lambda column: column.startswith("failure_rate:"))
+    except (ValueError, pd.errors.ParserError) as err:
+        raise DataFormatError(f"{log}: not a readable training log ({_one_line(err)})") from err
+    if rates.shape[1] == 0:
+        raise KinesisNeuroError(f"{log}: no per-clip failure rates; a run on a motion library (--clips) with "
+                                "hard-negative mining logs them")
+    return 1.0 - rates.mean(axis=1).to_numpy(dtype=float)
+
+
+def should_start_next_expert(run_dir: str | Path, window: int = 100, min_gain: float = 0.01) -> bool:
+    """Whether a library run has plateaued (:func:`plateaued`): its :func:`success_curve` gained less than
+    ``min_gain`` (a fraction of the clips) from the ``window`` updates before to the last ``window``."""
+    return plateaued(success_curve(run_dir), window, min_gain)
+
+
+def next_expert_clips(run_dir: str | Path, clip_names: Sequence[str] | None = None,
+                      threshold: float = 0.5) -> tuple[str, ...]:
+    """The clips the next expert trains on (KINESIS' negative mining): those of the run's motion library whose
+    failure rate in the clip sampler of its checkpoint is at least ``threshold``
+    (:meth:`~kinesis_neuro.clip_sampling.ClipSampler.failed_clips`; a clip never tried counts as failed), in the
+    order of the run's clips; ``clip_names``: only among these. The rates are moving averages of the training
+    episodes (stochastic actions) of about the last five episodes of each clip."""
+    path = Path(run_dir) / CHECKPOINT
+    ckpt = load_checkpoint(path)
+    clips = tuple(checkpoint_config(ckpt, path).env.get("clips", ()))
+    if not clips or ckpt.get("clip_sampler") is None:
+        raise KinesisNeuroError(f"{path}: no clip failure rates; a run on a motion library (--clips) with "
+                                "hard-negative mining records them (else see kinesis-neuro evaluate)")
+    sampler = ClipSampler(len(clips))
+    try:
+        sampler.load_state_dict(_to_numpy(ckpt["clip_sampler"]))
+    except DataFormatError as err:
+        raise DataFormatError(f"{path}: {err}") from err
+    failed = [clips[i] for i in sampler.failed_clips(threshold)]
+    if clip_names is not None:
+        unknown = [name for name in clip_names if name not in clips]
+        if unknown:
+            raise KinesisNeuroError(f"clips {unknown} are not clips of the run in {run_dir} ({', '.join(clips)})")
+        failed = [name for name in failed if name in clip_names]
+    return tuple(failed)
+
+
+def _train_options(env: dict) -> tuple[list[str], dict]:
+    """``kinesis-neuro train`` options (before the subcommand, after it) giving the environment ``env`` but its
+    clips, and the settings of ``env`` no option gives."""
+    from kinesis_neuro.envs.imitation import KINESIS_SETTINGS
+
+    kinesis = {k: v for k, v in KINESIS_SETTINGS.items() if k != "termination"}
+    given = {"clips", "motion"}
+    before, after = [], []
+    if "data_dir" in env:
+        before += ["--data-dir", str(env["data_dir"])]
+        given.add("data_dir")
+    if all(env.get(k) == v for k, v in kinesis.items()):
+        after.append("--kinesis")
+        given |= set(kinesis)
+    for key in ("termination", "control_mode"):
+        if key in env:
+            after += [f"--{key.replace('_', '-')}", str(env[key])]
+            given.add(key)
+    return [*before, "train", *after], {k: v for k, v in env.items() if k not in given}
+
+
+def next_expert(run_dir: str | Path, window: int = 100, min_gain: float = 0.01, threshold: float = 0.5) -> dict:
+    """What to do after the run in ``run_dir`` (of one expert, or a gate over experts): ``plateaued``
+    (:func:`should_start_next_expert`), ``success_rate`` (the last of :func:`success_curve`), ``clips``
+    (:func:`next_expert_clips`), ``command`` (the ``kinesis-neuro train`` line of the next expert: those clips,
+    from the weights of the run, or of the gate's last expert, into ``<run>-expert<K+1>``), ``gate_command``
+    (then a gate over every expert on all the run's clips); both None when no clip fails; ``other_env`` (the
+    run's environment settings no option of the commands gives; set them in ``PPOConfig.env``)."""
+    run = Path(run_dir)
+    path = run / CHECKPOINT
+    config = checkpoint_config(load_checkpoint(path), path)
+    clips = next_expert_clips(run, threshold=threshold)
+    curve = success_curve(run)
+    plateau = plateaued(curve, window, min_gain)
+    finite = curve[~np.isnan(curve)]
+    experts = config.experts or (str(run),)
+    out = f"{run}-expert{len(experts) + 1}"
+    train, other = _train_options(config.env)
+    expert = ["kinesis-neuro", *train, "--clips", ",".join(clips), "--init-from", experts[-1], "--out", out]
+    gate = ["kinesis-neuro", *train, "--clips", ",".join(config.env["clips"]), "--experts",
+            ",".join([*experts, out]), "--out", f"{run}-gate{len(experts) + 1}"]
+    return {"plateaued": plateau, "success_rate": float(finite[-1]) if len(finite) else float("nan"),
+            "clips": clips, "command": shlex.join(expert) if clips else None,
+            "gate_command": shlex.join(gate) if clips else None, "other_env": other}

@@ -47,9 +47,9 @@ class Policy:
 
 def export(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Write ``policy.safetensors`` and ``policy.json`` from a run's training checkpoint into the folder ``out``
-    (default: the run folder); both appear complete or not at all, and never in place of the checkpoint."""
-    from safetensors.torch import save_file
-
+    (default: the run folder); both appear complete or not at all, and never in place of the checkpoint. A run
+    of a gate over experts (``PPOConfig.experts``) gives a mixture folder (:func:`export_mixture`) that also
+    names the expert folders it was built from (``expert_sources``)."""
     from kinesis_neuro.train import CHECKPOINT, checkpoint_config, load_checkpoint
 
     run_dir = Path(run_dir)
@@ -58,12 +58,16 @@ def export(run_dir: str | Path, out: str | Path | None = None) -> Path:
     out = Path(out or run_dir)
     ckpt = load_checkpoint(run_dir / CHECKPOINT)
     config = checkpoint_config(ckpt, run_dir / CHECKPOINT)
-    state = {k: v.contiguous() for k, v in ckpt["agent"].items() if not k.startswith("critic.")}
-    with storage.output_folder(out, protect=[run_dir / CHECKPOINT], last=(CONFIG,)) as staging:
-        save_file(state, staging / WEIGHTS)
-        storage.write_json({"hidden": list(config.hidden), "env": config.env, "global_step": ckpt["global_step"],
-                            "update": ckpt["update"], "seed": config.seed}, staging / CONFIG)
-    return out
+    extra = {"global_step": ckpt["global_step"], "update": ckpt["update"], "seed": config.seed}
+    if config.experts:
+        from kinesis_neuro.experts import checkpoint_mixture
+
+        state, contents = _mixture_contents(checkpoint_mixture(ckpt, run_dir / CHECKPOINT), config.env,
+                                            {**extra, "expert_sources": list(config.experts)})
+    else:
+        state = {k: v.contiguous() for k, v in ckpt["agent"].items() if not k.startswith("critic.")}
+        contents = {"hidden": list(config.hidden), "env": config.env, **extra}
+    return _write(out, state, contents, protect=[run_dir / CHECKPOINT])
 
 
 def export_mixture(mixture, out: str | Path, env_config: dict, extra: dict | None = None) -> Path:
@@ -71,8 +75,11 @@ def export_mixture(mixture, out: str | Path, env_config: dict, extra: dict | Non
     log-std; not the critic) as the policy folder ``out``, for the environment settings ``env_config``;
     ``extra`` (plain data, e.g. ``update``, ``global_step``, ``seed`` of the gate's training) joins
     ``policy.json``. Both files appear complete or not at all."""
-    from safetensors.torch import save_file
+    return _write(out, *_mixture_contents(mixture, env_config, extra))
 
+
+def _mixture_contents(mixture, env_config: dict, extra: dict | None) -> tuple[dict, dict]:
+    """The tensors and the ``policy.json`` of a mixture folder (see :func:`export_mixture`)."""
     from kinesis_neuro.experts import MixtureOfExperts, hidden_sizes
     from kinesis_neuro.train import check_env
 
@@ -86,10 +93,18 @@ def export_mixture(mixture, out: str | Path, env_config: dict, extra: dict | Non
     if clash:
         raise KinesisNeuroError(f"extra must not replace {', '.join(clash)} of {CONFIG}")
     state = {k: v.detach().contiguous() for k, v in mixture.state_dict().items() if not k.startswith("critic.")}
+    return state, {**config, **(extra or {})}
+
+
+def _write(out: str | Path, state: dict, config: dict, protect=()) -> Path:
+    """The policy folder ``out``: ``state`` as ``policy.safetensors``, ``config`` as ``policy.json`` (written
+    last); both appear complete or not at all, and never in place of a file of ``protect``."""
+    from safetensors.torch import save_file
+
     out = Path(out)
-    with storage.output_folder(out, last=(CONFIG,)) as staging:
+    with storage.output_folder(out, protect=protect, last=(CONFIG,)) as staging:
         save_file(state, staging / WEIGHTS)
-        storage.write_json({**config, **(extra or {})}, staging / CONFIG)
+        storage.write_json(config, staging / CONFIG)
     return out
 
 

@@ -26,6 +26,7 @@ Workers run as local processes (pipes) or, with ``scheduler``, as Dask actors on
 exactly: networks, optimisers, normalisers, the adapted learning rate, every RNG, the state of every
 environment and a collected batch not yet learned from. ``init_from`` starts a new run from the weights of
 another run or of a policy folder (warm start), also when the observation has gained entries at its end.
+With ``experts`` the policy is a mixture of frozen experts whose gate PPO trains (:mod:`kinesis_neuro.experts`).
 """
 
 from __future__ import annotations
@@ -134,6 +135,8 @@ class PPOConfig:
     env: dict = field(default_factory=dict)  # ImitationConfig overrides
     init_from: str | None = None  # warm start: a training run folder or a policy folder (see warm_start_state)
     hard_negative_mining: bool = True  # with env clips: start episodes more often from the clips that fail
+    experts: tuple[str, ...] = ()  # train a gate over these frozen experts (run or policy folders); see Trainer
+    gate_hidden: tuple[int, ...] = (64, 64)  # the gate's layer sizes (with experts; hidden is then the critic's)
 
     def __post_init__(self) -> None:
         """Refuse impossible settings with a ``KinesisNeuroError`` naming the setting."""
@@ -180,6 +183,14 @@ class PPOConfig:
         self.init_from = None if self.init_from is None else os.fspath(self.init_from)
         require(isinstance(self.hard_negative_mining, (bool, np.bool_)), "hard_negative_mining", "true or false")
         self.hard_negative_mining = bool(self.hard_negative_mining)
+        require(isinstance(self.experts, (list, tuple)) and all(
+            isinstance(e, (str, os.PathLike)) and os.fspath(e) != "" for e in self.experts), "experts",
+            "a list of training run folders or policy folders (empty: no mixture)")
+        self.experts = tuple(os.fspath(e) for e in self.experts)
+        require(not (self.experts and self.init_from is not None), "init_from",
+                "None when experts are given (a gate over frozen experts starts from them)")
+        require(valid_hidden(self.gate_hidden), "gate_hidden", "a non-empty list of layer sizes (integers >= 1)")
+        self.gate_hidden = tuple(int(v) for v in self.gate_hidden)
         check_env(self.env, "PPO setting env")
 
 
@@ -320,16 +331,19 @@ class RolloutWorker:
 
     def rollout(self, weights: dict, steps: int, version: int = 0, clip_weights: np.ndarray | None = None) -> dict:
         """``steps`` control steps (``steps / num_envs`` per environment) with the policy ``weights``
-        (:func:`actor_weights`) of update ``version``; arrays are (time, environment, ...). Observations
-        after a time-limit truncation (whose value the learner bootstraps) come back in ``final_obs`` with
-        their (step, environment) in ``final_index``; ``last_obs`` follows the last step; ``finished`` holds
-        the statistics of the episodes that ended: return, length, tracking error (m), the motion clip they
-        imitated (``clip``, 0 for an environment of one motion) and whether they ``terminated`` (fell) rather
-        than reached their time limit. ``clip_weights``: probabilities of the motion clips new episodes start
-        from, for environments that sample clips (``set_clip_weights``)."""
+        (:func:`~kinesis_neuro.experts.policy_weights` of an actor or a mixture of experts) of update
+        ``version``; arrays are (time, environment, ...). Observations after a time-limit truncation (whose
+        value the learner bootstraps) come back in ``final_obs`` with their (step, environment) in
+        ``final_index``; ``last_obs`` follows the last step; ``finished`` holds the statistics of the
+        episodes that ended: return, length, tracking error (m), the motion clip they imitated (``clip``, 0
+        for an environment of one motion) and whether they ``terminated`` (fell) rather than reached their
+        time limit. ``clip_weights``: probabilities of the motion clips new episodes start from, for
+        environments that sample clips (``set_clip_weights``)."""
+        from kinesis_neuro.experts import numpy_policy  # experts builds on this module
+
         if clip_weights is not None and hasattr(self.env, "set_clip_weights"):
             self.env.set_clip_weights(np.asarray(clip_weights, dtype=np.float64))
-        policy = NumpyActor(weights=weights)
+        policy = numpy_policy(weights)
         std = np.exp(policy.log_std)
         env, n = self.env, self.env.num_envs
         T, n_obs, n_act = steps // n, self.obs.shape[1], env.single_action_space.shape[0]
@@ -700,6 +714,14 @@ class Trainer:
     ``clip_weights`` (None, or probabilities, one per motion clip of the environments): sent with every rollout
     for environments that sample motion clips; ``collect`` reports each ended episode's ``clip``.
 
+    ``config.experts`` (training run or policy folders of single policies): the agent is a
+    :class:`~kinesis_neuro.experts.MixtureOfExperts` of these experts, frozen, under a gate that PPO trains
+    with the log-std and the critic (KINESIS' last stage; :func:`~kinesis_neuro.experts.gate_over`). The
+    critic (layer sizes ``hidden``) and the return normaliser start from those of the first expert's training
+    checkpoint when its folder holds one that fits (:func:`~kinesis_neuro.experts.warm_start_critic`); the
+    log-std starts at the experts' mean (``init_log_std`` does not apply). The checkpoint holds the experts'
+    weights: a resumed run, and the policy exported from it, do not read the expert folders again.
+
     ``scheduler``: run the rollout workers as Dask actors on the dask.distributed cluster at this address
     (``tcp://host:8786``) or of this ``distributed.Client`` (see :mod:`kinesis_neuro.workers`); default: local
     worker processes. The environments and their action noise do not depend on where workers run, so a
@@ -731,6 +753,11 @@ class Trainer:
             raise KinesisNeuroError(f"{self.out} already holds a training run ({describe_run(self.out)}); "
                                     "continue it with --resume or replace it with --overwrite")
         self.config = config
+        experts = None
+        if config.experts and checkpoint is None:  # read before the workers start: a bad folder fails at once
+            from kinesis_neuro.experts import load_expert
+
+            experts = [load_expert(source) for source in config.experts]
         os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the workers: one thread each
         self._seed(config.seed)
         if scheduler is None:
@@ -751,7 +778,7 @@ class Trainer:
         if self.sampler is not None:
             self.clip_weights = self.sampler.probabilities()
         try:
-            self._build_learner(self.workers.n_obs, self.workers.n_act)
+            self._build_learner(self.workers.n_obs, self.workers.n_act, self._mixture(checkpoint, experts))
             obs_index, obs_sign, action_index = self.workers.mirror_maps
             self._mirror = (torch.as_tensor(obs_index), torch.as_tensor(obs_sign, dtype=torch.float32),
                             torch.as_tensor(action_index))
@@ -760,6 +787,10 @@ class Trainer:
                 self._restore(checkpoint)
             elif config.init_from is not None:
                 warm_start_state(config.init_from, self.agent, self.value_norm)
+            elif experts:
+                from kinesis_neuro.experts import warm_start_critic
+
+                warm_start_critic(experts[0], self.agent, self.value_norm)
             storage.write_json(asdict(config), self.out / CONFIG)
             if checkpoint is None:  # a new run: an overwritten run's checkpoint and log go now
                 for name in (CHECKPOINT, LOG):
@@ -769,15 +800,36 @@ class Trainer:
             raise
         self.stop_requested = False
 
-    def _build_learner(self, n_obs: int, n_act: int) -> None:
-        """The networks, their optimisers, the return normaliser and the actor's learning rate of a new run."""
+    def _build_learner(self, n_obs: int, n_act: int, mixture=None) -> None:
+        """The networks, their optimisers, the return normaliser and the actor's learning rate of a new run:
+        an :class:`ActorCritic`, or the :class:`~kinesis_neuro.experts.MixtureOfExperts` ``mixture`` whose
+        gate and log-std are the actor (its experts stay frozen)."""
         c = self.config
-        self.agent = ActorCritic(n_obs, n_act, c.hidden, c.init_log_std)
-        self.actor_optimizer = torch.optim.Adam([*self.agent.actor.parameters(), self.agent.log_std],
+        self.agent = ActorCritic(n_obs, n_act, c.hidden, c.init_log_std) if mixture is None else mixture
+        acting = self.agent.actor if mixture is None else self.agent.gate
+        self.actor_optimizer = torch.optim.Adam([*acting.parameters(), self.agent.log_std],
                                                 lr=c.learning_rate, eps=1e-5)
         self.critic_optimizer = torch.optim.Adam(self.agent.critic.parameters(), lr=c.critic_learning_rate, eps=1e-5)
         self.value_norm = RunningNorm(1)  # of the returns; the critic predicts them normalised
         self.actor_lr = c.learning_rate  # adapted to target_kl after every update (before annealing)
+
+    def _mixture(self, checkpoint: dict | None, experts: list | None):
+        """The mixture of experts of a run over ``config.experts`` (None for a run of one policy): over the
+        loaded ``experts`` for a new run; for a resumed one, of the sizes its checkpoint records (its weights,
+        experts included, are restored from it)."""
+        from kinesis_neuro.experts import (
+            MixtureOfExperts,
+            checkpoint_expert_hidden,
+            gate_over,
+        )
+
+        c, n_obs, n_act = self.config, self.workers.n_obs, self.workers.n_act
+        if not c.experts:
+            return None
+        if checkpoint is None:
+            return gate_over(experts, n_obs, n_act, c.gate_hidden, c.hidden)
+        return MixtureOfExperts(n_obs, n_act, checkpoint_expert_hidden(checkpoint, self.out / CHECKPOINT),
+                                c.gate_hidden, c.hidden)
 
     @staticmethod
     def _seed(seed: int) -> None:
@@ -791,6 +843,9 @@ class Trainer:
 
     # -- checkpoints ------------------------------------------------------------------------------
     def _payload(self, worker_states: list[dict]) -> dict:
+        from kinesis_neuro.experts import MixtureOfExperts, hidden_sizes
+
+        mixture = isinstance(self.agent, MixtureOfExperts)
         return {
             "config": asdict(self.config), "update": self.update, "global_step": self.global_step,
             "agent": self.agent.state_dict(), "optimizer": self.actor_optimizer.state_dict(),
@@ -800,6 +855,7 @@ class Trainer:
                     "numpy_pos": int(np.random.get_state()[2]), "python": list(random.getstate()[1])},
             "workers": worker_states, "pending": self._ready,
             "clip_sampler": None if self.sampler is None else self.sampler.state_dict(),
+            **({"expert_hidden": [hidden_sizes(e.actor) for e in self.agent.experts]} if mixture else {}),
         }
 
     def save(self, final: bool = False) -> Path:
@@ -851,7 +907,10 @@ class Trainer:
     # -- one PPO iteration --------------------------------------------------------------------------
     def _launch(self) -> None:
         """The workers start collecting a batch with the current policy (version: the number of updates)."""
-        self.workers.start_rollout(actor_weights(self.agent), self.config.rollout_steps, self.update, self.clip_weights)
+        from kinesis_neuro.experts import policy_weights
+
+        self.workers.start_rollout(policy_weights(self.agent), self.config.rollout_steps, self.update,
+                                   self.clip_weights)
         self._in_flight = True
 
     def _overlap_next(self) -> bool:
@@ -927,12 +986,29 @@ class Trainer:
         return {"constant": 1.0, "linear": 1.0 - progress, "cosine": 0.5 * (1.0 + math.cos(math.pi * progress))}[
             c.lr_schedule]
 
-    def _policy_change(self, normalised: torch.Tensor, actions: torch.Tensor, proximal_mean: torch.Tensor,
+    def _policy_mean(self, obs: torch.Tensor, normalised: torch.Tensor):
+        """The action means of a batch's samples under the current weights, as a function of their indices
+        (default: all): the actor on the normalised observations ``normalised``; for a mixture of experts, the
+        gate's weights (of ``normalised``) of the frozen experts' means of ``obs``, computed once here."""
+        agent = self.agent
+        if isinstance(agent, ActorCritic):
+            return lambda idx=None: agent.actor(normalised if idx is None else normalised[idx])
+        with torch.no_grad():
+            experts = agent.expert_means(obs)
+
+        def mean(idx=None):
+            x, means = (normalised, experts) if idx is None else (normalised[idx], experts[idx])
+            return (torch.softmax(agent.gate(x), dim=-1).unsqueeze(-1) * means).sum(-2)
+
+        return mean
+
+    def _policy_change(self, policy_mean, actions: torch.Tensor, proximal_mean: torch.Tensor,
                        proximal_log_std: torch.Tensor, proximal: torch.Tensor) -> tuple[float, float]:
         """Over the whole batch: the mean KL divergence (nats, exact for these Gaussians) from the proximal
-        policy to the current one, and the fraction of samples whose probability ratio is beyond the clip."""
+        policy to the current one, and the fraction of samples whose probability ratio is beyond the clip.
+        ``policy_mean``: :meth:`_policy_mean` of the batch."""
         with torch.no_grad():
-            mean, log_std = self.agent.actor(normalised), self.agent.log_std
+            mean, log_std = policy_mean(), self.agent.log_std
             log_ratio = proximal_log_std - log_std  # log(sigma_proximal / sigma)
             kl = (0.5 * (torch.exp(2 * log_ratio) + ((mean - proximal_mean) / log_std.exp()) ** 2 - 1)
                   - log_ratio).sum(-1).mean()
@@ -947,7 +1023,8 @@ class Trainer:
         clipping) of the last epoch, the whole batch's KL and clip fraction after the actor's last epoch. A batch
         collected by an older policy (``policy_version`` below the number of updates) is corrected as in
         decoupled PPO: ratio and clip against the policy at the start of this update, advantages weighted by its
-        probability over the behaviour policy's (see the module docstring)."""
+        probability over the behaviour policy's (see the module docstring). The actor of a mixture of experts
+        is its gate with the log-std; its frozen experts' means are computed once per update."""
         c, agent = self.config, self.agent
         size = batch["obs"].shape[0]
         mb = size // c.minibatches
@@ -961,7 +1038,8 @@ class Trainer:
         targets = self._normalise_returns(batch["returns"])
         with torch.no_grad():  # the normaliser stays fixed during the epochs: normalise the batch once
             normalised = agent.norm(batch["obs"])
-            proximal_mean, proximal_log_std = agent.actor(normalised), agent.log_std.clone()
+            policy_mean = self._policy_mean(batch["obs"], normalised)
+            proximal_mean, proximal_log_std = policy_mean(), agent.log_std.clone()
         if bool((batch["policy_version"] != self.update).any()):
             with torch.no_grad():
                 proximal = torch.distributions.Normal(proximal_mean, proximal_log_std.exp()).log_prob(actions).sum(-1)
@@ -977,7 +1055,7 @@ class Trainer:
             for start in range(0, size - mb + 1, mb):
                 idx = order[start:start + mb]
                 if actor_on:
-                    mean = agent.actor(normalised[idx])
+                    mean = policy_mean(idx)
                     dist = torch.distributions.Normal(mean, agent.log_std.exp())
                     ratio = (dist.log_prob(actions[idx]).sum(-1) - proximal[idx]).exp()
                     adv = batch["advantages"][idx]
@@ -1011,7 +1089,7 @@ class Trainer:
             if actor_on:
                 epochs_run += 1
                 if c.kl_stop is not None or epoch == c.epochs - 1:  # the KL of the whole batch, one forward pass
-                    kl, clip_fraction = self._policy_change(normalised, actions, proximal_mean, proximal_log_std,
+                    kl, clip_fraction = self._policy_change(policy_mean, actions, proximal_mean, proximal_log_std,
                                                             proximal)
                     actor_on = c.kl_stop is None or kl <= c.kl_stop
         if c.target_kl is not None:
@@ -1032,7 +1110,9 @@ class Trainer:
         """Mean squared difference between the action mean of each state and the mirror image of the action
         mean of its mirrored state (zero for a left-right symmetric policy)."""
         obs_index, obs_sign, action_index = self._mirror
-        mirrored = self.agent.actor(self.agent.norm(obs[:, obs_index] * obs_sign))[:, action_index]
+        agent, mirrored_obs = self.agent, obs[:, obs_index] * obs_sign
+        mirrored = (agent.actor(agent.norm(mirrored_obs)) if isinstance(agent, ActorCritic)
+                    else agent.distribution(mirrored_obs).mean)[:, action_index]
         return ((action_mean - mirrored) ** 2).mean()
 
     # -- the loop ---------------------------------------------------------------------------------------
