@@ -64,8 +64,11 @@ def test_opensim_structs_as_motions_and_grf(data_dir):
     walk = motion.from_opensim("falisse2019")  # IK_gait_1.mat, the card's coordinates file
     knee = walk.coordinates.sel(coordinate="knee_angle_r")
     assert walk.attrs["knee_convention"].startswith("gait2392") and 0 < float(knee.max()) < 1.3  # rad, flexion +
-    with pytest.warns(UserWarning, match="does not say inDegrees"):
-        half = motion.from_opensim("falisse2019/IK_average_running_HGC.mat")
+    with pytest.warns(UserWarning, match="does not say inDegrees"):  # by path: the header does not say
+        half = motion.from_opensim(data_dir / "falisse2019" / "IK_average_running_HGC.mat")
+    with warnings.catch_warnings():  # registered: its card says degrees, nothing to guess
+        warnings.simplefilter("error")
+        assert motion.from_opensim("falisse2019/IK_average_running_HGC.mat").coordinates.equals(half.coordinates)
     assert half.coordinates.sizes["time"] == 50 and "mtp_angle_r" not in half.coordinates.coordinate.values
     feet = {"right": "1_ground_force", "left": "ground_force"}  # from the IK: left hip flexed at 3.195 s
     with pytest.raises(DataFormatError, match=r"which GRF columns belong to the right and left foot \(plates: "
