@@ -101,18 +101,18 @@ def simulated_cycles(recording: Recording, channels, *, side: str = "right", n_p
 
 
 def human_cycles(source, *, side: str = "right", n_points: int = 101, split=None, preset: str | None = None,
-                 events=None, activation_dynamics: bool = False, data_dir=None) -> xr.DataArray:
+                 events=None, activation_dynamics: bool = False, data_dir=None,
+                 signal: xr.DataArray | None = None) -> xr.DataArray:
     """Human EMG as gait cycles: ``(cycle, phase, channel)`` for one person, ``(subject, phase, channel)``
     for musclesyneRgies' SYNS (15 people, one processed cycle each).
 
-    EMG time series are processed with ``preset`` (registered datasets: ``processed`` when their
-    card lists processing already applied, ``musclesynergies`` for musclesyneRgies raw data;
-    files: ``default``) and cut at the heel strikes of ``events`` (default: the dataset's GRF or
+    EMG time series are processed with ``preset`` (default: :func:`emg_preset`) and cut at the heel strikes of ``events`` (default: the dataset's GRF or
     cycle timings); ``activation_dynamics`` passes the envelope through the muscles' activation
     dynamics first (the lag between EMG and activation). Already time-normalised data (musclesyneRgies
     SYNS or FILT_EMG, recognised by the R object inside, whatever the file's name) need the
     stance/swing grid ``split=(100, 100)``; cycle tables on an even grid (Falisse et al.'s ``.mat``) are
     compared on their own grid (``n_points`` ignored), with only the cycles recorded in every channel.
+    ``signal``: the EMG already read from ``source`` (not read again).
     """
     from kinesis_neuro import datasets
     from kinesis_neuro.emg.presets import musclesynergies_cycles, process
@@ -122,10 +122,8 @@ def human_cycles(source, *, side: str = "right", n_points: int = 101, split=None
     name, _, filename = text.partition("/")
     card = datasets.get(name) if datasets.is_dataset_spec(text) else None
     entry = card.file(filename or None) if card else None
-    signal = emg.read(source, data_dir=data_dir)
-    if signal.attrs.get("side") in ("right", "left") and signal.attrs["side"] != side:
-        raise ProcessingError(f"{text}: EMG of the {signal.attrs['side']} leg, but the comparison is for the "
-                              f"{side} leg (--side)")
+    if signal is None:
+        signal = read_side(source, side, data_dir=data_dir)
     if "time" not in signal.dims:  # (subject or cycle, phase, channel)
         stance_swing = str(signal.attrs.get("phase_definition", "")).startswith("stance")
         if stance_swing and tuple(split or ()) != (100, 100):
@@ -141,9 +139,7 @@ def human_cycles(source, *, side: str = "right", n_points: int = 101, split=None
             cycles = valid_cycles(cycles).drop_vars("valid")
             cycles.attrs["cycles_used"] = f"{cycles.sizes['cycle']} cycles recorded in every channel"
     else:
-        if preset is None:
-            preset = ("musclesynergies" if entry is not None and name == "musclesynergies" else
-                      "processed" if entry is not None and entry.meta.get("processing") else "default")
+        preset = emg_preset(source, signal, preset)[0]
         if events is None:
             if card is None:
                 raise ProcessingError(f"{text}: give the gait events (a GRF .mot, .c3d or musclesyneRgies .RData)")
@@ -161,6 +157,15 @@ def human_cycles(source, *, side: str = "right", n_points: int = 101, split=None
         raise ProcessingError(f"{text}: no complete gait cycle in the EMG")
     cycles.attrs.setdefault("source", text)
     return cycles
+
+
+def read_side(source, side: str, *, data_dir=None) -> xr.DataArray:
+    """The EMG of ``source``, refused when its file says it was recorded on the other leg than ``side``."""
+    signal = emg.read(source, data_dir=data_dir)
+    if signal.attrs.get("side") in ("right", "left") and signal.attrs["side"] != side:
+        raise ProcessingError(f"{source}: EMG of the {signal.attrs['side']} leg, but the comparison is for the "
+                              f"{side} leg (--side)")
+    return signal
 
 
 def _same_phase_convention(sim: xr.DataArray, human: xr.DataArray) -> xr.DataArray:
@@ -605,17 +610,14 @@ def compare_any(recording: Recording, emg_source, *, side: str = "right", n_poin
     if cycle_tables.is_normative(emg_source, data_dir=data_dir):
         return cycle_tables.normative_comparison(recording, emg_source, side=side, mapping_table=mapping_table,
                                                  speed=speed, data_dir=data_dir)
-    signal = emg.read(emg_source, data_dir=data_dir)
-    if signal.attrs.get("side") in ("right", "left") and signal.attrs["side"] != side:
-        raise ProcessingError(f"{text}: EMG of the {signal.attrs['side']} leg, but the comparison is for the "
-                              f"{side} leg (--side)")
+    signal = read_side(emg_source, side, data_dir=data_dir)
     if toe_off_percent is not None:
         n_points = 100 if n_points == 101 else n_points
         split = registration.toe_off_split(toe_off_percent, n_points)
     options = {"mapping_table": mapping_table, "n_boot": n_boot, "seed": seed, "synergies": synergies, "side": side}
     if "time" not in signal.dims:  # gait cycles already (SYNS, Falisse et al.): no time series to fall back on
         human = human_cycles(emg_source, side=side, n_points=n_points, split=split, preset=preset,
-                             activation_dynamics=activation_dynamics, data_dir=data_dir)
+                             activation_dynamics=activation_dynamics, data_dir=data_dir, signal=signal)
         return compare(recording, human, **options)
     preset, why = emg_preset(emg_source, signal, preset)
     table = emg_events(emg_source, events, data_dir=data_dir)
@@ -634,7 +636,7 @@ def compare_any(recording: Recording, emg_source, *, side: str = "right", n_poin
         reasons.append(f"simulation: {problem}")
     if not reasons:
         human = human_cycles(emg_source, side=side, n_points=n_points, split=split, preset=preset, events=table,
-                             activation_dynamics=activation_dynamics, data_dir=data_dir)
+                             activation_dynamics=activation_dynamics, data_dir=data_dir, signal=signal)
         if toe_off_percent is not None:
             human = registration.register_toe_off(human, toe_off_percent)
         ds = compare(recording, human, **options)
