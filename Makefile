@@ -21,6 +21,7 @@ $(VENV)/.installed: pyproject.toml
 run: setup
 	$(BIN)/kinesis-neuro datasets list
 	$(BIN)/kinesis-neuro pipeline --policy policies/myolegs-walk --emg moco-walk --episodes 10 --out $(OUT)/main
+	$(BIN)/kinesis-neuro pipeline --policy policies/myolegs-library --emg moco-walk --episodes 10 --out $(OUT)/main-library
 
 test: setup
 	KINESIS_NEURO_OFFLINE=1 $(BIN)/python -m pytest -n 2 -q
