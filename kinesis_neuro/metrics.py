@@ -11,6 +11,8 @@ similarities and normalised errors are dimensionless (``units="1"``); phases and
 
 from __future__ import annotations
 
+import warnings
+
 from typing import NamedTuple
 
 import numpy as np
@@ -205,7 +207,9 @@ def bootstrap_ci(sim_cycles: xr.DataArray, human_cycles: xr.DataArray, n_boot: i
     hum = _conform(hum, sim, ("human", "simulation"))
     rng = np.random.default_rng(seed)
     boot = pearson(_bootstrap_means(sim, "cycle", int(n_boot), rng), _bootstrap_means(hum, obs, int(n_boot), rng))
-    bounds = boot.quantile([(1 - level) / 2, (1 + level) / 2], dim="boot").drop_vars("quantile")
+    with warnings.catch_warnings():  # a muscle never active has no r in any resample: its bounds stay NaN
+        warnings.filterwarnings("ignore", "All-NaN slice encountered", RuntimeWarning)
+        bounds = boot.quantile([(1 - level) / 2, (1 + level) / 2], dim="boot").drop_vars("quantile")
     out = xr.Dataset({"r": pearson(sim.mean("cycle"), hum.mean(obs)),
                       "lower": bounds.isel(quantile=0), "upper": bounds.isel(quantile=1)},
                      attrs={"level": level, "n_boot": int(n_boot), "seed": seed, "method": "percentile bootstrap",
