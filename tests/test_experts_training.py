@@ -21,6 +21,7 @@ from kinesis_neuro.experts import (
     success_curve,
 )
 from kinesis_neuro.train import CHECKPOINT, LOG, PPOConfig, Trainer, load_checkpoint
+from test_train import assert_same_checkpoint
 
 CLIPS = ("moco-walk", "falisse2019-run-mean")
 ENV = {"clips": CLIPS, "episode_seconds": 1.0}  # the observation of conftest's policy_dir (no toe contacts)
@@ -61,22 +62,6 @@ class StopsAfterTwoUpdates(Trainer):
         return super()._mine(finished)
 
 
-def assert_same(a, b, path=""):
-    """Nested checkpoint contents equal exactly (tensors bit for bit)."""
-    if isinstance(a, dict):
-        assert a.keys() == b.keys(), path
-        for key in a:
-            assert_same(a[key], b[key], f"{path}/{key}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same(x, y, f"{path}/{i}")
-    elif isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), path
-    else:
-        assert a == b, path
-
-
 def test_a_gate_trains_over_frozen_experts(policy_dir, second_expert, gate_run):
     run, start = gate_run
     first, second = policies.load(policy_dir).agent, load_checkpoint(second_expert / CHECKPOINT)["agent"]
@@ -114,7 +99,7 @@ def test_a_stopped_gate_run_resumes_exactly_without_its_expert_folders(policy_di
                                                      "failure_rate", "action_std"))]
     pd.testing.assert_frame_equal(a[columns], b[columns])
     ours, theirs = load_checkpoint(tmp_path / "run" / CHECKPOINT), load_checkpoint(straight / CHECKPOINT)
-    assert_same({k: v for k, v in ours.items() if k != "config"}, {k: v for k, v in theirs.items() if k != "config"})
+    assert_same_checkpoint({k: v for k, v in ours.items() if k != "config"}, {k: v for k, v in theirs.items() if k != "config"})
 
 
 def test_a_gate_run_exports_a_mixture_folder_that_rolls_out(gate_run, policy_dir, second_expert, tmp_path):
