@@ -425,9 +425,14 @@ def _train(args) -> None:
     config = PPOConfig(total_steps=args.steps, workers=args.workers, num_envs=args.num_envs,
                        overlap=not args.no_overlap, seed=args.seed, env=env,
                        checkpoint_every=args.checkpoint_every, mirror_coef=args.mirror_coef, init_from=args.init_from,
-                       hard_negative_mining=not args.no_mining,
+                       hard_negative_mining=not args.no_mining, gate_warm_start=not args.no_gate_warm_start,
                        experts=tuple(args.experts.split(",")) if args.experts else ())
     trainer = Trainer(config, args.out, resume=args.resume, overwrite=args.overwrite, scheduler=args.scheduler)
+    if trainer.gate_start:
+        start = trainer.gate_start
+        print(f"gate warm start: {start['samples']} observations of {len(start['clips'])} clips, the gate chooses "
+              f"each clip's expert at {100 * start['accuracy']:.1f} % of them ("
+              + ", ".join(f"{clip}: {k}" for clip, k in start["clips"].items()) + ")")
     try:
         trainer.run(progress=not args.no_progress)
     finally:
@@ -679,6 +684,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "observation may lack entries appended at the end of this run's")
     tr.add_argument("--overwrite", action="store_true",
                     help="replace the run already in --out (its checkpoint and log go once the new run has started)")
+    tr.add_argument("--no-gate-warm-start", action="store_true",
+                    help="with --experts: start the gate untrained (near the experts' average, as KINESIS) instead "
+                    "of choosing on each clip the expert trained on it")
     tr.add_argument("--experts", metavar="A,B", help="train a gate over these frozen experts (training run or "
                     "policy folders, separated by commas) instead of one policy: KINESIS' mixture of experts")
     tr.add_argument("--no-progress", action="store_true")

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from kinesis_neuro.clip_sampling import ClipSampler
+from kinesis_neuro.envs.imitation import ImitationConfig, MyoLegsImitationEnv
 from kinesis_neuro.errors import DataFormatError, KinesisNeuroError
 from kinesis_neuro.train import (
     CHECKPOINT,
@@ -216,6 +217,7 @@ class Expert:
     agent: ActorCritic
     source: str
     checkpoint: dict | None = None
+    clips: tuple[str, ...] = ()  # the motion clips it was trained on (its environment's clips, or its one motion)
 
 
 def load_expert(source: str | Path) -> Expert:
@@ -231,11 +233,13 @@ def load_expert(source: str | Path) -> Expert:
         raise KinesisNeuroError(f"expert {path}: {'not a folder' if path.exists() else 'no such folder'}; an "
                                 "expert is a training run folder or a policy folder")
     if (path / policies.WEIGHTS).exists() or (path / policies.CONFIG).exists():
-        agent = policies.load(path).agent
+        policy = policies.load(path)
+        agent, env = policy.agent, policy.env_config
         ckpt = load_checkpoint(checkpoint) if checkpoint.is_file() else None
     elif checkpoint.exists():
         ckpt = load_checkpoint(checkpoint)
         config, state = checkpoint_config(ckpt, checkpoint), ckpt["agent"]
+        env = config.env
         if config.experts:
             agent = None  # a gate run: refused below
         elif "norm.mean" not in state or "log_std" not in state:
@@ -253,7 +257,7 @@ def load_expert(source: str | Path) -> Expert:
     if not isinstance(agent, ActorCritic):
         raise KinesisNeuroError(f"expert {path}: a mixture of experts; experts are single policies (give the "
                                 "folders of its experts)")
-    return Expert(agent.eval(), str(path), ckpt)
+    return Expert(agent.eval(), str(path), ckpt, tuple(env.get("clips", ())) or (env.get("motion", ImitationConfig.motion),))
 
 
 def gate_over(experts: Sequence[Expert], n_obs: int, n_act: int, gate_hidden: Sequence[int] = (64, 64),
@@ -293,6 +297,66 @@ def warm_start_critic(expert: Expert, mixture: MixtureOfExperts, value_norm: Run
             raise DataFormatError(f"{Path(expert.source) / CHECKPOINT}: value_norm does not fit "
                                   f"({_one_line(err)})") from err
     return True
+
+
+def clip_experts(experts: Sequence[Expert], clips: Sequence[str]) -> dict[str, int]:
+    """For each of ``clips`` the index of the expert trained on it, the latest one when several were (each
+    next expert trains on what the earlier ones fail); clips no expert was trained on are left out."""
+    return {clip: max(k for k, e in enumerate(experts) if clip in e.clips)
+            for clip in clips if any(clip in e.clips for e in experts)}
+
+
+def gate_examples(mixture: MixtureOfExperts, assignment: dict[str, int], env: dict, *, episodes: int = 4,
+                  seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Observations of each clip of ``assignment`` imitated by its expert (deterministic actions, ``episodes``
+    episodes from seeded random phases, each until it ends) in the environment ``env`` (ImitationConfig
+    settings), and that expert's index for each: ``(observations (n, n_obs), experts (n,))``."""
+    simulation = MyoLegsImitationEnv(ImitationConfig(**env))
+    observations, labels = [], []
+    for i, (clip, k) in enumerate(assignment.items()):
+        expert = mixture.experts[k]
+        for episode in range(episodes):
+            obs, _ = simulation.reset(seed=seed + episodes * i + episode, options={"clip": clip})
+            done = False
+            while not done:
+                observations.append(obs)
+                with torch.no_grad():
+                    action = expert.mean(torch.as_tensor(obs, dtype=torch.float32)[None])[0].clamp(-1, 1)
+                obs, _, terminated, truncated, _ = simulation.step(action.numpy())
+                done = terminated or truncated
+            labels += [k] * (len(observations) - len(labels))
+    return np.array(observations, dtype=np.float32), np.array(labels, dtype=np.int64)
+
+
+def fit_gate(mixture: MixtureOfExperts, observations: np.ndarray, labels: np.ndarray, *, updates: int = 300,
+             lr: float = 1e-3) -> float:
+    """Train the gate to choose expert ``labels[i]`` at ``observations[i]`` (cross-entropy with classes weighted
+    by their inverse frequency, full batch, Adam); returns the share of observations where it then does."""
+    x = mixture.norm(torch.as_tensor(observations)).detach()
+    y = torch.as_tensor(labels)
+    counts = torch.bincount(y, minlength=mixture.num_experts).float()
+    weight = torch.where(counts > 0, counts.sum() / counts.clamp(min=1), torch.zeros_like(counts))
+    optimiser = torch.optim.Adam(mixture.gate.parameters(), lr=lr)
+    for _ in range(updates):
+        loss = nn.functional.cross_entropy(mixture.gate(x), y, weight=weight)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    with torch.no_grad():
+        return float((mixture.gate(x).argmax(-1) == y).float().mean())
+
+
+def warm_start_gate(mixture: MixtureOfExperts, experts: Sequence[Expert], env: dict, seed: int = 0) -> dict:
+    """Start the gate choosing, on each clip of ``env``'s motion library, the expert trained on it
+    (:func:`clip_experts`, :func:`gate_examples`, :func:`fit_gate`), so PPO refines a working mixture instead
+    of the experts' average. Returns ``clips`` (clip -> expert index), ``samples`` and ``accuracy``; no clip
+    any expert was trained on: nothing changes (``samples`` 0)."""
+    clips = tuple(env.get("clips", ())) or (env.get("motion", ImitationConfig.motion),)
+    assignment = clip_experts(experts, clips)
+    if not assignment:
+        return {"clips": {}, "samples": 0, "accuracy": float("nan")}
+    observations, labels = gate_examples(mixture, assignment, env, seed=seed)
+    return {"clips": assignment, "samples": len(labels), "accuracy": fit_gate(mixture, observations, labels)}
 
 
 def checkpoint_expert_hidden(ckpt: dict, path) -> list[list[int]]:

@@ -137,6 +137,7 @@ class PPOConfig:
     hard_negative_mining: bool = True  # with env clips: start episodes more often from the clips that fail
     experts: tuple[str, ...] = ()  # train a gate over these frozen experts (run or policy folders); see Trainer
     gate_hidden: tuple[int, ...] = (64, 64)  # the gate's layer sizes (with experts; hidden is then the critic's)
+    gate_warm_start: bool = True  # with experts: the gate starts choosing each clip's own expert (see Trainer)
 
     def __post_init__(self) -> None:
         """Refuse impossible settings with a ``KinesisNeuroError`` naming the setting."""
@@ -190,6 +191,8 @@ class PPOConfig:
         require(not (self.experts and self.init_from is not None), "init_from",
                 "None when experts are given (a gate over frozen experts starts from them)")
         require(valid_hidden(self.gate_hidden), "gate_hidden", "a non-empty list of layer sizes (integers >= 1)")
+        require(isinstance(self.gate_warm_start, (bool, np.bool_)), "gate_warm_start", "true or false")
+        self.gate_warm_start = bool(self.gate_warm_start)
         self.gate_hidden = tuple(int(v) for v in self.gate_hidden)
         check_env(self.env, "PPO setting env")
 
@@ -719,8 +722,11 @@ class Trainer:
     with the log-std and the critic (KINESIS' last stage; :func:`~kinesis_neuro.experts.gate_over`). The
     critic (layer sizes ``hidden``) and the return normaliser start from those of the first expert's training
     checkpoint when its folder holds one that fits (:func:`~kinesis_neuro.experts.warm_start_critic`); the
-    log-std starts at the experts' mean (``init_log_std`` does not apply). The checkpoint holds the experts'
-    weights: a resumed run, and the policy exported from it, do not read the expert folders again.
+    log-std starts at the experts' mean (``init_log_std`` does not apply). With ``gate_warm_start`` the gate
+    first learns to choose, on each clip, the expert trained on it (:func:`~kinesis_neuro.experts.warm_start_gate`;
+    ``gate_start`` reports it) — KINESIS' gate starts untrained, and so near the experts' average, from which PPO
+    must first recover. The checkpoint holds the experts' weights: a resumed run, and the policy exported from
+    it, do not read the expert folders again.
 
     ``scheduler``: run the rollout workers as Dask actors on the dask.distributed cluster at this address
     (``tcp://host:8786``) or of this ``distributed.Client`` (see :mod:`kinesis_neuro.workers`); default: local
@@ -754,6 +760,7 @@ class Trainer:
                                     "continue it with --resume or replace it with --overwrite")
         self.config = config
         experts = None
+        self.gate_start: dict | None = None  # how a new gate run's gate was warm-started (warm_start_gate)
         if config.experts and checkpoint is None:  # read before the workers start: a bad folder fails at once
             from kinesis_neuro.experts import load_expert
 
@@ -788,9 +795,11 @@ class Trainer:
             elif config.init_from is not None:
                 warm_start_state(config.init_from, self.agent, self.value_norm)
             elif experts:
-                from kinesis_neuro.experts import warm_start_critic
+                from kinesis_neuro.experts import warm_start_critic, warm_start_gate
 
                 warm_start_critic(experts[0], self.agent, self.value_norm)
+                if config.gate_warm_start:
+                    self.gate_start = warm_start_gate(self.agent, experts, config.env, config.seed)
             storage.write_json(asdict(config), self.out / CONFIG)
             if checkpoint is None:  # a new run: an overwritten run's checkpoint and log go now
                 for name in (CHECKPOINT, LOG):

@@ -2,6 +2,7 @@
 without the expert folders), exported as one policy folder, and the choice of the next expert's clips."""
 
 import copy
+import dataclasses
 import json
 import shutil
 
@@ -15,6 +16,7 @@ from kinesis_neuro.cli import main
 from kinesis_neuro.errors import KinesisNeuroError
 from kinesis_neuro.experts import (
     MixtureOfExperts,
+    gate_examples,
     next_expert_clips,
     plateaued,
     should_start_next_expert,
@@ -80,6 +82,26 @@ def test_a_gate_trains_over_frozen_experts(policy_dir, second_expert, gate_run):
         assert not torch.equal(end[key], start[key]), key  # trained
     log = pd.read_csv(run / LOG)
     assert len(log) == 4 and np.isfinite(log["policy_loss"]).all() and (log["kl"] > 0).all()
+
+
+def test_the_gate_starts_choosing_the_expert_trained_on_each_clip(policy_dir, second_expert, tmp_path):
+    """The first expert learnt moco-walk (its one motion), the second the run: a new gate picks them apart on
+    episodes it was not fitted on; without the warm start it starts near the experts' average."""
+    warm = Trainer(_config(1024, [policy_dir, second_expert]), tmp_path / "warm")
+    cold = Trainer(dataclasses.replace(_config(1024, [policy_dir, second_expert]), gate_warm_start=False),
+                   tmp_path / "cold")
+    for trainer in (warm, cold):
+        trainer.close()
+    assert warm.gate_start["clips"] == {"moco-walk": 0, "falisse2019-run-mean": 1}
+    assert warm.gate_start["samples"] > 0 and warm.gate_start["accuracy"] >= 0.95
+    assert cold.gate_start is None
+    observations, labels = gate_examples(warm.agent, warm.gate_start["clips"], ENV, seed=1)  # other episodes
+    assert set(labels) == {0, 1}
+    with torch.no_grad():
+        chosen = warm.agent.gate_weights(torch.as_tensor(observations))
+        untrained = cold.agent.gate_weights(torch.as_tensor(observations))
+    assert (chosen.argmax(-1).numpy() == labels).mean() >= 0.9
+    assert chosen.max(-1).values.mean() > 0.8 and untrained.max(-1).values.max() < 0.6
 
 
 def test_a_stopped_gate_run_resumes_exactly_without_its_expert_folders(policy_dir, second_expert, gate_run,
