@@ -17,7 +17,9 @@ evaluation stay unchanged, and a confident gate (``g_k`` near 1) acts as a selec
 The recipe with the trainer (:class:`~kinesis_neuro.train.Trainer`): train an expert on the library; once its
 success rate stops improving (:func:`should_start_next_expert`), train the next one from its weights on the
 clips it fails (:func:`next_expert_clips`; :func:`next_expert` gives both and the commands); then train a gate
-over the frozen experts (``PPOConfig.experts``, ``kinesis-neuro train --experts A,B``).
+over the frozen experts (``PPOConfig.experts``, ``kinesis-neuro train --experts A,B``). Unlike KINESIS, the new
+gate first learns to choose on each clip the expert trained on it (:func:`warm_start_gate`), so PPO starts
+from a working mixture rather than the experts' average.
 """
 
 from __future__ import annotations
