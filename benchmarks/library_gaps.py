@@ -36,22 +36,23 @@ PHASES = 10
 
 
 def runaway(policy: policies.Policy, splits=("train", "held_out")) -> pd.DataFrame:
-    """Per clip of ``splits``: root speed of the reference and the tracking error after one control step, muscles idle or
-    driven by the policy (deterministic), averaged over ``PHASES`` start phases of the clip."""
+    """Per clip of ``splits``: root speed of the reference and the tracking error after one control step,
+    muscles idle or driven by the policy (deterministic), averaged over ``PHASES`` start phases of the clip."""
     rows = []
-    for split, clip in [(split, clip) for split in splits for clip in motion_library.clip_names(split)]:
-        env = policy.make_env(clips=(clip,))
-        starts = np.linspace(0, env.n_start_phases[0] - 1, PHASES).astype(int)
-        errors = {"idle": [], "policy": []}
-        for start in starts:
-            for mode, errs in errors.items():
-                obs, _ = env.reset(seed=0, options={"clip": 0, "start": int(start)})
-                action = np.ones(env.action_space.shape) if mode == "idle" else policy.act(obs)  # +1: no force
-                errs.append(env.step(action)[4]["tracking_error"])
-        speed = np.linalg.norm(env.reference.qvel[:, :2], axis=1).mean()
-        rows.append({"clip": clip, "split": split, "root speed (m/s)": float(speed),
-                     "error after 1 step, idle (m)": float(np.mean(errors["idle"])),
-                     "error after 1 step, policy (m)": float(np.mean(errors["policy"]))})
+    for split in splits:
+        for clip in motion_library.clip_names(split):
+            env = policy.make_env(clips=(clip,))
+            starts = np.linspace(0, env.n_start_phases[0] - 1, PHASES).astype(int)
+            errors = {"idle": [], "policy": []}
+            for start in starts:
+                for mode, errs in errors.items():
+                    obs, _ = env.reset(seed=0, options={"clip": 0, "start": int(start)})
+                    action = np.ones(env.action_space.shape) if mode == "idle" else policy.act(obs)  # +1: no force
+                    errs.append(env.step(action)[4]["tracking_error"])
+            speed = np.linalg.norm(env.reference.qvel[:, :2], axis=1).mean()
+            rows.append({"clip": clip, "split": split, "root speed (m/s)": float(speed),
+                         "error after 1 step, idle (m)": float(np.mean(errors["idle"])),
+                         "error after 1 step, policy (m)": float(np.mean(errors["policy"]))})
     return pd.DataFrame(rows).set_index("clip")
 
 

@@ -259,7 +259,12 @@ def load_expert(source: str | Path) -> Expert:
     if not isinstance(agent, ActorCritic):
         raise KinesisNeuroError(f"expert {path}: a mixture of experts; experts are single policies (give the "
                                 "folders of its experts)")
-    return Expert(agent.eval(), str(path), ckpt, tuple(env.get("clips", ())) or (env.get("motion", ImitationConfig.motion),))
+    return Expert(agent.eval(), str(path), ckpt, trained_clips(env))
+
+
+def trained_clips(env: dict) -> tuple[str, ...]:
+    """The motion clips of the environment settings ``env``: its library clips, or its one motion."""
+    return tuple(env.get("clips", ())) or (env.get("motion", ImitationConfig.motion),)
 
 
 def gate_over(experts: Sequence[Expert], n_obs: int, n_act: int, gate_hidden: Sequence[int] = (64, 64),
@@ -353,8 +358,7 @@ def warm_start_gate(mixture: MixtureOfExperts, experts: Sequence[Expert], env: d
     (:func:`clip_experts`, :func:`gate_examples`, :func:`fit_gate`), so PPO refines a working mixture instead
     of the experts' average. Returns ``clips`` (clip -> expert index), ``samples`` and ``accuracy``; no clip
     any expert was trained on: nothing changes (``samples`` 0)."""
-    clips = tuple(env.get("clips", ())) or (env.get("motion", ImitationConfig.motion),)
-    assignment = clip_experts(experts, clips)
+    assignment = clip_experts(experts, trained_clips(env))
     if not assignment:
         return {"clips": {}, "samples": 0, "accuracy": float("nan")}
     observations, labels = gate_examples(mixture, assignment, env, seed=seed)
