@@ -67,13 +67,13 @@ def timing(benchmark_dir: Path) -> pd.DataFrame:
 
 
 def effort(recordings: Path, top: int = 8) -> tuple[pd.DataFrame, float, float]:
-    """The ``top`` muscles by the policy's mean squared activation, with static optimisation's, and both efforts."""
-    squared = {name: Recording.load(recordings / f"{name}.nc").data["activation"] ** 2
-               for name in ("policy", "static-opt")}
-    totals = {name: float(a.sum("muscle").mean("time")) for name, a in squared.items()}
-    per = pd.DataFrame({name: a.mean("time").to_series() for name, a in squared.items()})
+    """The ``top`` muscles by the policy's mean squared activation, with static optimisation's, and both efforts
+    (their sums over the muscles)."""
+    per = pd.DataFrame({name: (Recording.load(recordings / f"{name}.nc").data["activation"] ** 2).mean("time")
+                        .to_series() for name in ("policy", "static-opt")})
+    totals = per.sum()
     per["share of policy effort"] = per["policy"] / totals["policy"]
-    return per.sort_values("policy", ascending=False).head(top), totals["policy"], totals["static-opt"]
+    return per.sort_values("policy", ascending=False).head(top), float(totals["policy"]), float(totals["static-opt"])
 
 
 def main() -> None:

@@ -106,22 +106,19 @@ def human_cycles(source, *, side: str = "right", n_points: int = 101, split=None
     """Human EMG as gait cycles: ``(cycle, phase, channel)`` for one person, ``(subject, phase, channel)``
     for musclesyneRgies' SYNS (15 people, one processed cycle each).
 
-    EMG time series are processed with ``preset`` (default: :func:`emg_preset`) and cut at the heel strikes of ``events`` (default: the dataset's GRF or
-    cycle timings); ``activation_dynamics`` passes the envelope through the muscles' activation
+    EMG time series are processed with ``preset`` (default: :func:`emg_preset`) and cut at the heel strikes
+    of ``events`` (default: the dataset's GRF or cycle timings); ``activation_dynamics`` passes the envelope through the muscles' activation
     dynamics first (the lag between EMG and activation). Already time-normalised data (musclesyneRgies
     SYNS or FILT_EMG, recognised by the R object inside, whatever the file's name) need the
     stance/swing grid ``split=(100, 100)``; cycle tables on an even grid (Falisse et al.'s ``.mat``) are
     compared on their own grid (``n_points`` ignored), with only the cycles recorded in every channel.
     ``signal``: the EMG already read from ``source`` (not read again).
     """
-    from kinesis_neuro import datasets
     from kinesis_neuro.emg.presets import musclesynergies_cycles, process
 
     side = gait.check_side(side)
     text = str(source)
-    name, _, filename = text.partition("/")
-    card = datasets.get(name) if datasets.is_dataset_spec(text) else None
-    entry = card.file(filename or None) if card else None
+    name, card, entry = _emg_card(text)
     if signal is None:
         signal = read_side(source, side, data_dir=data_dir)
     if "time" not in signal.dims:  # (subject or cycle, phase, channel)

@@ -12,7 +12,6 @@ similarities and normalised errors are dimensionless (``units="1"``); phases and
 from __future__ import annotations
 
 import warnings
-
 from typing import NamedTuple
 
 import numpy as np

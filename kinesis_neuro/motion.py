@@ -168,10 +168,10 @@ def from_opensim(source: str | os.PathLike = "moco-walk", *, filter_hz: float | 
     card_units = ""  # what a registered file's card says of its rotations where the file's header does not
     if datasets.is_dataset_spec(source):
         name, _, filename = str(source).partition("/")
-        filename = filename or next(f for f, e in datasets.get(name).files.items() if e.meta["kind"] == "coordinates")
+        files = datasets.get(name).files
+        filename = filename or next(f for f, e in files.items() if e.meta["kind"] == "coordinates")
         source = f"{name}/{filename}"
-        card_units = str(datasets.get(name).files[filename].meta.get("units", "")) \
-            if filename in datasets.get(name).files else ""
+        card_units = str(files[filename].meta.get("units", "")) if filename in files else ""
     coords = emg.read(source, data_dir=data_dir)
     if coords.attrs.get("in_degrees") is None and card_units.startswith(("deg", "rad")):
         coords.attrs["in_degrees"] = card_units.startswith("deg")
